@@ -1,0 +1,119 @@
+"""The `neighcheck` command: lab, doctor, run, report, bench.
+
+Every user-facing failure ends here as one line on stderr and an exit code (2 for usage and
+inventory problems, 1 for device problems), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import NeighcheckError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        self.exit(2, f"neighcheck: error: {message} (see neighcheck {self.prog.split()[-1]} --help)\n")
+
+
+def _inventory(args):
+    from harness.inventory import load_inventory
+    return load_inventory(args.devices)
+
+
+def cmd_lab(args) -> int:
+    from harness.lab import Lab
+    lab = Lab(_inventory(args))
+    if args.action == "up":
+        started = lab.up()
+        print(f"lab up: started {', '.join(started)}" if started else "lab up: already up")
+    elif args.action == "down":
+        removed = lab.down()
+        print(f"lab down: removed {', '.join(removed)}" if removed else "lab down: nothing to remove")
+    else:
+        rows = lab.status()
+        if not rows:
+            print("no lab devices in the inventory")
+        for row in rows:
+            links = " ".join(f"{name}:{'up' if ok else 'missing'}" for name, ok in row.links.items())
+            print(f"{row.name:12} {'UP' if row.up else 'DOWN':5} netns={'yes' if row.netns else 'no'} "
+                  f"sshd={'yes' if row.sshd else 'no'} {links}")
+        return 0 if rows and all(r.up for r in rows) else 3
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from harness.doctor import doctor
+    return doctor(_inventory(args), args.device)
+
+
+def cmd_run(args) -> int:
+    from harness.runner import run_suite
+    return run_suite(args)
+
+
+def cmd_bench(args) -> int:
+    from harness.bench import main as bench_main
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neighcheck", description="Conformance harness for FlushIpNetTable2.")
+    parser.add_argument("--version", action="version", version=f"neighcheck {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_devices(p):
+        p.add_argument("--devices", default="devices.toml", metavar="FILE",
+                       help="inventory file (default: ./devices.toml)")
+        return p
+
+    lab = with_devices(sub.add_parser("lab", help="bring the embedded lab up or down"))
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.set_defaults(func=cmd_lab)
+
+    doc = with_devices(sub.add_parser("doctor", help="check every device is usable"))
+    doc.add_argument("--device", action="append", metavar="NAME", help="only this device (repeatable)")
+    doc.set_defaults(func=cmd_doctor)
+
+    run = with_devices(sub.add_parser("run", help="run the conformance suite and write a report"))
+    run.add_argument("--device", action="append", metavar="NAME", help="only this device (repeatable)")
+    run.add_argument("-n", dest="workers", default=None, metavar="N",
+                     help="parallel workers (pytest-xdist; 'auto' = one per device)")
+    run.add_argument("--out", default="reports", metavar="DIR", help="report root (default: reports)")
+    run.add_argument("--entries", type=int, default=None, metavar="N",
+                     help="seeded entries per family per link (default 32)")
+    run.add_argument("--errata", default=None, metavar="FILE", help="known-issues file (default: ./errata.toml)")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
+    run.set_defaults(func=cmd_run)
+
+    bench = with_devices(sub.add_parser("bench", help="benchmark the harness against the alternatives"))
+    bench.add_argument("--out", default="reports/bench", metavar="DIR")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.set_defaults(func=cmd_bench)
+
+    try:
+        from harness.reports.cli import add_report_commands
+    except ImportError:
+        pass
+    else:
+        add_report_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeighcheckError as exc:
+        print(f"neighcheck: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("neighcheck: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""The embedded lab: each lab device is a network namespace with its own sshd.
+
+For every device with a [device.lab] table the lab makes:
+- a namespace `nck-<device>`;
+- a management veth (harness side `lab.mgmt_harness_if`, device side `eth0`) on which the
+  device's sshd listens, and one veth per test link (harness side `harness_if`, device side
+  `device_if`), addressed as the inventory says (IPv6 with `nodad`: DAD would delay binds);
+- an sshd started from /usr/sbin/sshd inside the namespace, in a private mount namespace where
+  root's rc files are blanked (bash sources ~/.bashrc on every SSH exec: 170 ms here), an
+  unprivileged account exists (for RET-ACCESS) and /run/lock is private (so the on-device lock
+  is per device, as on real hardware);
+- a client key and a known_hosts file under the lab's state directory.
+
+Everything it makes is written to a state file first, so `down` can undo it after a crash.
+Neighbor gc thresholds are host-global (one kernel table for every namespace): `up` raises
+them so seeded tables are not evicted and `down` restores the recorded originals.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.inventory import Device, Inventory
+
+SSHD = "/usr/sbin/sshd"
+UNPRIVILEGED_UID = 64999
+# Values large enough for 16,384 entries per family on every link of several devices.
+GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
+SYSCTL_ROOT = Path("/proc/sys")
+
+
+def _sysctl_path(name: str) -> Path:
+    return SYSCTL_ROOT / name.replace(".", "/")
+
+
+def gc_sysctls() -> list[str]:
+    return [f"net.{fam}.neigh.default.{key}" for fam in ("ipv4", "ipv6") for key in GC_THRESHOLDS]
+
+
+def run(*argv: str, timeout: float = 15.0, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"lab: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
+    except FileNotFoundError:
+        raise UsageError(f"lab: {argv[0]} is not installed (make run installs it)") from None
+    if check and proc.returncode != 0:
+        raise UsageError(f"lab: `{' '.join(argv)}` failed: {proc.stderr.strip()}")
+    return proc
+
+
+def _namespaces() -> set[str]:
+    out = run("ip", "netns", "list", check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def _pid_alive(pid: int | None, marker: str) -> bool:
+    """True when pid runs and its command line names `marker` (guards against reused pids)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def _kill(pid: int, timeout: float = 3.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class DeviceStatus:
+    name: str
+    netns: bool
+    sshd: bool
+    links: dict[str, bool]
+
+    @property
+    def up(self) -> bool:
+        return self.netns and self.sshd and all(self.links.values())
+
+
+class Lab:
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.dir = inventory.lab_state_dir
+        self.state_file = self.dir / "state.json"
+        key = hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
+        self.lock_file = Path("/run/lock") / f"nck-lab-{key}.lock"
+
+    # --- state -----------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {"devices": {}, "sysctls": {}, "created_dirs": []}
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"lab: state file {self.state_file} is unreadable ({exc}); "
+                             "remove it and run `neighcheck lab down` again") from None
+
+    def _save_state(self, state: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    @contextmanager
+    def _locked(self):
+        """Serialise lab changes (pytest-xdist workers may all try to bring the lab up)."""
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_file, "w") as fh:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UsageError(f"lab: another process holds {self.lock_file} for over "
+                                         "120 s (a stuck `neighcheck lab`?)") from None
+                    time.sleep(0.1)
+            yield
+
+    @staticmethod
+    def require_root() -> None:
+        if os.geteuid() != 0:
+            raise UsageError("the embedded lab needs root: it creates network namespaces and "
+                             "veth links and sets host neighbor sysctls (run as root)")
+
+    # --- up --------------------------------------------------------------------------
+    def up(self, devices: tuple[Device, ...] | None = None) -> list[str]:
+        """Bring the lab devices up; a device already up is left alone. Returns what was started."""
+        self.require_root()
+        if shutil.which("sshd") is None and not Path(SSHD).exists():
+            raise UsageError(f"lab: {SSHD} is missing: apt-get install openssh-server (make run does)")
+        devices = devices if devices is not None else self.inventory.lab_devices
+        started = []
+        with self._locked():
+            state = self._load_state()
+            self._raise_gc_thresholds(state)
+            self._client_key(state)
+            for device in devices:
+                if device.lab is None:
+                    continue
+                if self._status(device, state).up:
+                    continue
+                self._teardown_device(device, state)  # half-built: start clean
+                self._build_device(device, state)
+                started.append(device.name)
+            self._write_known_hosts(state)
+            self._save_state(state)
+        for device in devices:
+            if device.name in started:
+                self._wait_ssh(device)
+        return started
+
+    def _raise_gc_thresholds(self, state: dict) -> None:
+        for name in gc_sysctls():
+            path = _sysctl_path(name)
+            current = int(path.read_text())
+            state["sysctls"].setdefault(name, current)  # the original, recorded once
+            wanted = GC_THRESHOLDS[name.rsplit(".", 1)[1]]
+            if current < wanted:
+                path.write_text(str(wanted))
+        self._save_state(state)
+
+    def _client_key(self, state: dict) -> Path:
+        key = self.dir / "id_ed25519"
+        if not key.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "neighcheck-lab", "-f", str(key))
+        return key
+
+    def _build_device(self, device: Device, state: dict) -> None:
+        lab = device.lab
+        assert lab is not None
+        ns = device.netns
+        ddir = self.dir / device.name
+        ddir.mkdir(parents=True, exist_ok=True)
+        record = {"netns": ns, "links": [], "sshd_pid": None, "dir": str(ddir)}
+        state["devices"][device.name] = record
+        self._save_state(state)  # recorded before made: down can undo a crash half-way
+
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        if not lab.ipv6:
+            for scope in ("all", "default"):
+                run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
+        prefix = lab.mgmt_harness_addr.network.prefixlen
+        self._veth(ns, lab.mgmt_harness_if, "eth0", record, state,
+                   harness_addrs=[str(lab.mgmt_harness_addr)],
+                   device_addrs=[f"{device.ssh.host}/{prefix}"])
+        for link in device.links:
+            harness_addrs = [str(a) for a in (link.harness_v4, link.harness_v6) if a is not None]
+            device_addrs = [str(a) for a in (link.device_v4, link.device_v6 if lab.ipv6 else None)
+                            if a is not None]
+            self._veth(ns, link.harness_if, link.device_if, record, state, harness_addrs, device_addrs)
+        record["sshd_pid"] = self._start_sshd(device, ddir)
+        self._save_state(state)
+
+    def _veth(self, ns: str, harness_if: str, device_if: str, record: dict, state: dict,
+              harness_addrs: list[str], device_addrs: list[str]) -> None:
+        if _link_exists(harness_if):
+            raise UsageError(f"lab: a link named {harness_if} already exists on this host and "
+                             "is not the lab's; rename it in devices.toml or delete it")
+        record["links"].append(harness_if)
+        self._save_state(state)
+        run("ip", "link", "add", harness_if, "type", "veth", "peer", "name", device_if, "netns", ns)
+        # The harness side must not autoconfigure or answer for anything: it only carries
+        # what the seeder and responder send.
+        for key in ("accept_ra=0", "accept_dad=0", "autoconf=0"):
+            run("sysctl", "-qw", f"net.ipv6.conf.{harness_if}.{key}", check=False)
+        for addr in harness_addrs:
+            run("ip", "addr", "add", addr, "dev", harness_if, *(["nodad"] if ":" in addr else []))
+        for addr in device_addrs:
+            run("ip", "-n", ns, "addr", "add", addr, "dev", device_if, *(["nodad"] if ":" in addr else []))
+        run("ip", "link", "set", harness_if, "up")
+        run("ip", "-n", ns, "link", "set", device_if, "up")
+
+    def _start_sshd(self, device: Device, ddir: Path) -> int:
+        host_key = ddir / "ssh_host_ed25519_key"
+        if not host_key.exists():
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"nck-{device.name}", "-f", str(host_key))
+        client_pub = (self.dir / "id_ed25519.pub").read_text()
+        (ddir / "authorized_keys").write_text(client_pub)
+        pidfile = ddir / "sshd.pid"
+        config = ddir / "sshd_config"
+        config.write_text("\n".join([
+            f"ListenAddress {device.ssh.host}",
+            f"Port {device.ssh.port}",
+            f"HostKey {host_key}",
+            f"PidFile {pidfile}",
+            f"AuthorizedKeysFile {ddir / 'authorized_keys'}",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "PermitRootLogin prohibit-password",
+            "StrictModes no",  # the keys live in the project's tree, not in a home dir
+            "UsePAM no",
+            "UseDNS no",
+            "PrintMotd no",
+            "MaxSessions 100",
+            "MaxStartups 100:30:200",
+            "ClientAliveInterval 30",
+            "Subsystem sftp internal-sftp",
+            "LogLevel ERROR",
+            "",
+        ]))
+        empty_rc = ddir / "empty_rc"
+        empty_rc.write_text("")
+        passwd = ddir / "passwd"
+        passwd.write_text(Path("/etc/passwd").read_text() +
+                          f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+        mounts = [f"mount --bind {passwd} /etc/passwd", "mount -t tmpfs nck-lock /run/lock"]
+        for rc in ("/root/.bashrc", "/root/.profile", "/root/.bash_profile", "/etc/bash.bashrc"):
+            if Path(rc).exists():
+                mounts.append(f"mount --bind {empty_rc} {rc}")
+        script = " && ".join(mounts + [f"exec {SSHD} -f {config} -E {ddir / 'sshd.log'}"])
+        pidfile.unlink(missing_ok=True)
+        run("ip", "netns", "exec", device.netns, "sh", "-c", script)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if pidfile.exists() and pidfile.read_text().strip():
+                return int(pidfile.read_text())
+            time.sleep(0.02)
+        log = (ddir / "sshd.log").read_text() if (ddir / "sshd.log").exists() else ""
+        raise UsageError(f"lab: sshd for {device.name} did not start: {log.strip() or 'no log'}")
+
+    def _wait_ssh(self, device: Device, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((device.ssh.host, device.ssh.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise UsageError(f"lab: {device.name}'s sshd does not answer on "
+                                     f"{device.ssh.host}:{device.ssh.port}") from None
+                time.sleep(0.05)
+
+    def _write_known_hosts(self, state: dict) -> None:
+        lines = []
+        for device in self.inventory.lab_devices:
+            pub = self.dir / device.name / "ssh_host_ed25519_key.pub"
+            if device.name in state["devices"] and pub.exists():
+                kind, b64 = pub.read_text().split()[:2]
+                host = device.ssh.host if device.ssh.port == 22 else f"[{device.ssh.host}]:{device.ssh.port}"
+                lines.append(f"{host} {kind} {b64}\n")
+        for path in {d.ssh.known_hosts for d in self.inventory.lab_devices}:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(lines))
+
+    # --- down ------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Remove every namespace, link, process and file the lab made; restore sysctls."""
+        self.require_root()
+        removed = []
+        with self._locked():
+            state = self._load_state()
+            names = set(state["devices"]) | {d.name for d in self.inventory.lab_devices}
+            for name in sorted(names):
+                device = next((d for d in self.inventory.lab_devices if d.name == name), None)
+                if self._teardown(name, device, state):
+                    removed.append(name)
+            for name, value in state.get("sysctls", {}).items():
+                _sysctl_path(name).write_text(str(value))
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+        return removed
+
+    def _teardown_device(self, device: Device, state: dict) -> None:
+        self._teardown(device.name, device, state)
+
+    def _teardown(self, name: str, device: Device | None, state: dict) -> bool:
+        record = state["devices"].pop(name, None) or {}
+        ns = record.get("netns") or f"nck-{name}"
+        did = False
+        ddir = Path(record.get("dir") or self.dir / name)
+        pid = record.get("sshd_pid")
+        if pid and _pid_alive(pid, str(ddir)):
+            _kill(pid)
+            did = True
+        if ns in _namespaces():
+            # Whatever else still runs in the namespace (sshd's children, wineserver...).
+            for line in run("ip", "netns", "pids", ns, check=False).stdout.split():
+                if line.isdigit():
+                    _kill(int(line), timeout=1.0)
+        links = list(record.get("links", []))
+        if device is not None and device.lab is not None:
+            links += [device.lab.mgmt_harness_if] + [link.harness_if for link in device.links]
+        for link in dict.fromkeys(links):
+            if link.startswith("nck") and _link_exists(link):
+                run("ip", "link", "del", link, check=False)  # deleting one end removes the peer
+                did = True
+        if ns in _namespaces():
+            run("ip", "netns", "del", ns, check=False)
+            did = True
+        if ddir.exists():
+            shutil.rmtree(ddir)
+        return did
+
+    # --- status ----------------------------------------------------------------------
+    def _status(self, device: Device, state: dict) -> DeviceStatus:
+        record = state["devices"].get(device.name, {})
+        ddir = record.get("dir") or str(self.dir / device.name)
+        links = {device.lab.mgmt_harness_if: _link_exists(device.lab.mgmt_harness_if)} if device.lab else {}
+        links.update({link.harness_if: _link_exists(link.harness_if) for link in device.links})
+        return DeviceStatus(device.name, device.netns in _namespaces(),
+                            _pid_alive(record.get("sshd_pid"), ddir), links)
+
+    def status(self) -> list[DeviceStatus]:
+        state = self._load_state()
+        return [self._status(d, state) for d in self.inventory.lab_devices]
+
+    def is_up(self, devices: tuple[Device, ...] | None = None) -> bool:
+        state = self._load_state()
+        devices = devices if devices is not None else self.inventory.lab_devices
+        return all(self._status(d, state).up for d in devices if d.lab is not None)
