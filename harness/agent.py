@@ -1,0 +1,212 @@
+"""The harness side of the agent protocol (DESIGN.md §2a).
+
+The harness runs `AGENT VERB ARGS...` on the device over the device's SSH session and reads
+exactly one JSON object back. Which AGENT depends on the device:
+- Linux, built in: the POSIX sh shim (harness/agents/linux_shim.sh), sent as the text of a
+  `sh -c` command, so nothing is installed on the device;
+- a vendor's own program: the inventory's `agent.command`, each word shell-quoted;
+- Windows, built in: the uploaded native agent (harness/windows.py).
+
+Everything an agent prints is untrusted: a reply that is not one JSON object of the expected
+shape is an AgentError (a harness `error` verdict), never a pass or a fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from harness.errors import AgentError
+from harness.inventory import Device
+from harness.ssh import SshSession
+from harness.status import Outcome, normalise
+
+AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
+FAMILY_NAMES = {AF_UNSPEC: "AF_UNSPEC", AF_INET: "AF_INET", AF_INET6: "AF_INET6"}
+STATES = frozenset({"incomplete", "probe", "delay", "stale", "reachable", "failed", "permanent",
+                    "noarp", "unreachable"})
+
+
+def family_name(family: int) -> str:
+    return FAMILY_NAMES.get(family, f"family-{family}")
+
+
+@cache
+def linux_shim_text() -> str:
+    return resources.files("harness").joinpath("agents/linux_shim.sh").read_text()
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One neighbor-table entry as the protocol reports it."""
+
+    address: str
+    family: int
+    ifindex: int
+    lladdr: str | None
+    state: str
+    router: bool = False
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.family, self.ifindex, self.address)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "family": self.family, "ifindex": self.ifindex,
+                "lladdr": self.lladdr, "state": self.state, "router": self.router}
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    """What a mutating verb (flush, add, delete) returned."""
+
+    raw: int | None
+    space: str | None
+    error: str | None = None  # e.g. "not-exported"
+    detail: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return normalise(self.raw, self.space)
+
+
+@dataclass(frozen=True)
+class TableReply:
+    status: StatusReply
+    entries: tuple[Neighbor, ...]
+
+
+class Agent:
+    """Calls one device's agent over its SSH session."""
+
+    def __init__(self, device: Device, session: SshSession, argv_prefix: list[str] | None = None):
+        self.device = device
+        self.session = session
+        self._prefix = argv_prefix
+        self.calls = 0
+
+    def command_line(self, verb: str, *args: str | int) -> str:
+        words = [verb, *map(str, args)]
+        if self._prefix is not None:
+            prefix = self._prefix
+        elif self.device.agent.command:
+            prefix = list(self.device.agent.command)
+        else:
+            prefix = ["sh", "-c", linux_shim_text(), "neighcheck-agent"]
+        return " ".join(shlex.quote(w) for w in [*prefix, *words])
+
+    def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:
+        command = self.command_line(verb, *args)
+        result = self.session.run(command, timeout=timeout)
+        self.calls += 1
+        where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
+        err = result.stderr.decode(errors="replace").strip()
+        if result.exit_status != 0:
+            raise AgentError(f"{where} exited {result.exit_status}: "
+                             f"{(err or result.stdout.decode(errors='replace')).strip()[:300]}")
+        text = result.stdout.decode(errors="replace").strip()
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            raise AgentError(f"{where} printed something that is not one JSON object: "
+                             f"{text[:200]!r}") from None
+        if not isinstance(reply, dict):
+            raise AgentError(f"{where} printed JSON that is not an object: {text[:200]!r}")
+        return reply
+
+    # --- verbs -------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The `info` extension; an agent without it gets an empty fingerprint, not an error."""
+        try:
+            reply = self.call("info")
+        except AgentError:
+            return {}
+        return {k: v for k, v in reply.items() if isinstance(v, (str, int, float, bool))}
+
+    def interfaces(self) -> list[dict[str, Any]]:
+        reply = self.call("interfaces")
+        items = reply.get("interfaces")
+        if not isinstance(items, list):
+            raise AgentError(f"device {self.device.name!r}: `interfaces` reply has no interfaces list")
+        out = []
+        for item in items:
+            if not (isinstance(item, dict) and _is_int(item.get("index")) and isinstance(item.get("name"), str)):
+                raise AgentError(f"device {self.device.name!r}: malformed interface {item!r}")
+            out.append(item)
+        return out
+
+    def stacks(self) -> dict[str, bool]:
+        reply = self.call("stacks")
+        if not all(isinstance(reply.get(k), bool) for k in ("ipv4", "ipv6")):
+            raise AgentError(f"device {self.device.name!r}: `stacks` reply needs booleans ipv4 and ipv6: {reply}")
+        return {"ipv4": reply["ipv4"], "ipv6": reply["ipv6"]}
+
+    def table(self, family: int = AF_UNSPEC) -> TableReply:
+        reply = self.call("table", family)
+        status = self._status(reply, "table")
+        raw_entries = reply.get("entries", [])
+        if status.outcome is Outcome.SUCCESS and not isinstance(raw_entries, list):
+            raise AgentError(f"device {self.device.name!r}: `table` reply has no entries list")
+        entries = tuple(self._neighbor(e) for e in (raw_entries or []))
+        return TableReply(status, entries)
+
+    def flush(self, family: int, ifindex: int) -> StatusReply:
+        return self._status(self.call("flush", family, ifindex), "flush")
+
+    def add(self, family: int, ifindex: int, address: str, lladdr: str) -> StatusReply:
+        return self._status(self.call("add", family, ifindex, address, lladdr), "add")
+
+    def delete(self, family: int, ifindex: int, address: str) -> StatusReply:
+        return self._status(self.call("delete", family, ifindex, address), "delete")
+
+    # --- reply checks --------------------------------------------------------------------
+    def _status(self, reply: dict[str, Any], verb: str) -> StatusReply:
+        if "status" not in reply:
+            raise AgentError(f"device {self.device.name!r}: `{verb}` reply has no status: {reply}")
+        raw = reply["status"]
+        error = reply.get("error")
+        if raw is None and not error:
+            raise AgentError(f"device {self.device.name!r}: `{verb}` returned a null status with no error")
+        if raw is not None and not _is_int(raw):
+            raise AgentError(f"device {self.device.name!r}: `{verb}` status {raw!r} is not an integer")
+        space = reply.get("status_space")
+        if space is not None and space not in ("ntstatus", "win32"):
+            raise AgentError(f"device {self.device.name!r}: unknown status_space {space!r}")
+        return StatusReply(raw, space, error if isinstance(error, str) else None,
+                           str(reply.get("detail")) if reply.get("detail") is not None else None)
+
+    def _neighbor(self, entry: Any) -> Neighbor:
+        def bad(why: str) -> AgentError:
+            return AgentError(f"device {self.device.name!r}: malformed table entry ({why}): {entry!r}")
+
+        if not isinstance(entry, dict):
+            raise bad("not an object")
+        address, family, ifindex = entry.get("address"), entry.get("family"), entry.get("ifindex")
+        if not isinstance(address, str) or family not in (AF_INET, AF_INET6) or not _is_int(ifindex):
+            raise bad("address, family (2|23) and ifindex are required")
+        state = entry.get("state")
+        if not isinstance(state, str) or state.lower() not in STATES:
+            raise bad(f"state must be one of {', '.join(sorted(STATES))}")
+        lladdr = entry.get("lladdr")
+        if lladdr is not None and not isinstance(lladdr, str):
+            raise bad("lladdr must be a string or null")
+        return Neighbor(address=_canonical(address), family=family, ifindex=ifindex,
+                        lladdr=lladdr.lower() if lladdr else None, state=state.lower(),
+                        router=bool(entry.get("router", False)))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _canonical(address: str) -> str:
+    """One text form per address, so the harness's and the agent's spellings compare equal."""
+    try:
+        return str(ipaddress.ip_address(address.split("%", 1)[0]))
+    except ValueError:
+        return address
