@@ -1,0 +1,497 @@
+#!/bin/sh
+# neighcheck Linux agent shim: agent protocol v1 (DESIGN.md section 2a) over iproute2.
+#
+# Run as  sh -c '<this text>' neighcheck-agent VERB ARGS...   or   sh linux_shim.sh VERB ARGS...
+# POSIX sh only (dash, busybox sh); needs `ip` (iproute2); uses awk when present (fast path,
+# env NECK_SHIM_NO_AWK=1 forces the pure-sh path; both print the same JSON).
+# Prints one JSON object and exits 0; a malformed argument prints
+# {"error": "bad-argument", ...} and exits 2. Families use Windows numbers (0, 2, 23);
+# status codes are NTSTATUS as unsigned decimal.
+#
+# Choices for the clauses the reference leaves open ("observed"):
+# - OBS-PERMANENT: flush keeps PERMANENT and NOARP entries, as `ip neigh flush` does.
+#   It removes every dynamic state: incomplete, reachable, stale, delay, probe, failed
+#   (OBS-STATES), and entries still without a state (NUD_NONE, reported as incomplete).
+# - OBS-BAD-INDEX: a non-zero InterfaceIndex that names no interface returns
+#   STATUS_NOT_FOUND and changes nothing.
+# - OBS-UNSPEC-ONE-STACK: AF_UNSPEC with one stack present flushes that stack and succeeds;
+#   with no stack at all it returns STATUS_NOT_SUPPORTED.
+# Order of checks in flush: family (INVALID_PARAMETER), stack (NOT_SUPPORTED), index
+# (NOT_FOUND), rights (ACCESS_DENIED: no CAP_NET_ADMIN, or ip says "Operation not
+# permitted"), then the flush, repeated while ip says "Flush not complete" (bounded).
+# "admin" means CAP_NET_ADMIN in the effective set (uid 0 counts only through it), falling
+# back to uid 0 when /proc/self/status cannot be read.
+
+set -f          # word splitting is used to parse ip's output: never glob
+NL='
+'
+ST_SUCCESS=0
+ST_UNSUCCESSFUL=3221225473
+ST_INVALID_PARAMETER=3221225485
+ST_ACCESS_DENIED=3221225506
+ST_NOT_SUPPORTED=3221225659
+ST_NOT_FOUND=3221226021
+ATTEMPTS=3      # bounded retries of a flush or dump that raced with table changes
+
+# ---------------------------------------------------------------- JSON output
+
+# replace_all STRING FROM TO -> R
+replace_all() {
+    R= _rs=$1
+    while :; do
+        case $_rs in
+            *"$2"*) R=$R${_rs%%"$2"*}$3; _rs=${_rs#*"$2"} ;;
+            *) R=$R$_rs; return ;;
+        esac
+    done
+}
+
+# json_escape STRING -> ESC (backslash, quote, tab and newline escaped)
+json_escape() {
+    replace_all "$1" '\' '\\'
+    replace_all "$R" '"' '\"'
+    replace_all "$R" "$NL" '\n'
+    replace_all "$R" '	' '\t'
+    ESC=$R
+}
+
+bad_argument() {
+    json_escape "$1"
+    printf '{"error": "bad-argument", "detail": "%s"}\n' "$ESC"
+    exit 2
+}
+
+# print_status CODE [DETAIL] [EXTRA_JSON_MEMBERS]
+print_status() {
+    _extra=${3:+, $3}
+    if [ -n "$2" ]; then
+        json_escape "$2"
+        printf '{"status": %s%s, "detail": "%s"}\n' "$1" "$_extra" "$ESC"
+    else
+        printf '{"status": %s%s}\n' "$1" "$_extra"
+    fi
+}
+
+print_flush_status() { print_status "$1" "$2" '"status_space": "ntstatus"'; }
+
+# ---------------------------------------------------------------- argument checks
+
+# parse_uint VALUE MAX WHAT -> N (decimal without leading zeros), or bad-argument
+parse_uint() {
+    case $1 in
+        '' | *[!0-9]*) bad_argument "$3 must be a decimal number, got '$1'" ;;
+    esac
+    N=$1
+    while :; do
+        case $N in
+            0?*) N=${N#0} ;;
+            *) break ;;
+        esac
+    done
+    if [ ${#N} -gt 10 ] || [ "$N" -gt "$2" ]; then
+        bad_argument "$3 out of range 0..$2: '$1'"
+    fi
+}
+
+parse_family() { parse_uint "$1" 65535 FAMILY; FAMILY=$N; }
+parse_ifindex() { parse_uint "$1" 4294967295 IFINDEX; IFINDEX=$N; }
+
+# Addresses and link-layer addresses reach ip as words: only these characters pass.
+check_chars() {
+    case $1 in
+        '' | *[!0-9a-fA-F:.]*) bad_argument "$2 may only contain [0-9a-fA-F:.], got '$1'" ;;
+    esac
+}
+
+# need_args GOT WANT VERB USAGE
+need_args() {
+    [ "$1" -eq "$2" ] || bad_argument "$3 takes $2 argument(s)${4:+: $4}, got $1"
+}
+
+is_ipv4() {
+    case $1 in
+        *[!0-9.]* | *..* | .* | *.) return 1 ;;
+    esac
+    _oifs=$IFS IFS=.
+    set -- $1
+    IFS=$_oifs
+    [ $# -eq 4 ] || return 1
+    for _o; do
+        case $_o in
+            0?*) return 1 ;;      # ip would read a leading zero as octal
+        esac
+        [ ${#_o} -le 3 ] && [ "$_o" -le 255 ] || return 1
+    done
+}
+
+# lladdr_groups LLADDR -> N = number of hex bytes, or 0 when malformed
+lladdr_groups() {
+    N=0
+    case $1 in
+        :* | *: | *::* | *[!0-9a-fA-F:]*) return ;;
+    esac
+    _oifs=$IFS IFS=:
+    set -- $1
+    IFS=$_oifs
+    for _g; do
+        [ ${#_g} -le 2 ] || { N=0; return; }
+    done
+    N=$#
+}
+
+# ---------------------------------------------------------------- device facts
+
+have_inet() { [ ! -d /proc/sys/net ] || [ -d /proc/sys/net/ipv4 ]; }
+
+have_inet6() {
+    [ -e /proc/net/if_inet6 ] || return 1
+    _v=0
+    read -r _v 2>/dev/null </proc/sys/net/ipv6/conf/all/disable_ipv6
+    [ "$_v" != 1 ]
+}
+
+is_admin() {
+    _euid= _cap=
+    if [ -r /proc/self/status ]; then
+        while read -r _k _a _b _rest; do
+            case $_k in
+                Uid:) _euid=$_b ;;
+                CapEff:) _cap=$_a ;;
+            esac
+        done </proc/self/status
+    fi
+    if [ -n "$_cap" ]; then
+        _cap=000$_cap
+        _cap=${_cap#"${_cap%????}"}   # CAP_NET_ADMIN is bit 12: the last four hex digits
+        [ $((0x$_cap & 0x1000)) -ne 0 ]
+        return
+    fi
+    [ "${_euid:-$(id -u 2>/dev/null)}" = 0 ]
+}
+
+# load_links: one `ip -o link show`. Sets LINKS (lines "index name mac up", mac "-" when
+# none) and LINKMAP (" name=index " words, for lookups with case patterns).
+load_links() {
+    _out=$(ip -o link show) || return 1
+    LINKS= LINKMAP=' '
+    _oifs=$IFS IFS=$NL
+    for _line in $_out; do
+        IFS=' '
+        set -- $_line
+        _idx=${1%:} _name=${2%:} _flags=${3#"<"} _mac=-
+        _name=${_name%%@*}                  # "eth1@if7": the peer is not part of the name
+        while [ $# -gt 0 ]; do
+            case $1 in
+                link/*)
+                    case $2 in
+                        *:*) [ "$2" = 00:00:00:00:00:00 ] || _mac=$2 ;;
+                    esac
+                    break ;;
+            esac
+            shift
+        done
+        case ,${_flags%">"}, in
+            *,UP,*) _up=true ;;
+            *) _up=false ;;
+        esac
+        LINKS="$LINKS$_idx $_name $_mac $_up$NL"
+        LINKMAP="$LINKMAP$_name=$_idx "
+    done
+    IFS=$_oifs
+}
+
+# link_by_index INDEX -> LINKNAME, LINKMAC ("-" when none); fails when absent
+link_by_index() {
+    _oifs=$IFS IFS=$NL
+    for _line in $LINKS; do
+        IFS=' '
+        set -- $_line
+        if [ "$1" = "$WANT_INDEX" ]; then
+            LINKNAME=$2 LINKMAC=$3
+            IFS=$_oifs
+            return 0
+        fi
+    done
+    IFS=$_oifs
+    return 1
+}
+
+# ip_failure_status MESSAGE DEFAULT -> STATUS
+ip_failure_status() {
+    case $1 in
+        *"Operation not permitted"*) STATUS=$ST_ACCESS_DENIED ;;
+        *"No such file or directory"* | *"No such device"*) STATUS=$ST_NOT_FOUND ;;
+        *"is expected rather than"* | *"Invalid argument"* | *"Invalid link address"*)
+            STATUS=$ST_INVALID_PARAMETER ;;
+        *) STATUS=$2 ;;
+    esac
+}
+
+# family_flag FAMILY -> IPFAM ("-4", "-6" or "" for both present stacks) or prints a
+# status and fails (invalid family, missing stack). $2 is the printer to use.
+family_flag() {
+    case $1 in
+        2) have_inet || { $2 $ST_NOT_SUPPORTED; return 1; }; IPFAM=-4 ;;
+        23) have_inet6 || { $2 $ST_NOT_SUPPORTED; return 1; }; IPFAM=-6 ;;
+        0)
+            if have_inet && have_inet6; then IPFAM=
+            elif have_inet; then IPFAM=-4
+            elif have_inet6; then IPFAM=-6
+            else $2 $ST_NOT_SUPPORTED; return 1
+            fi ;;
+        *) $2 $ST_INVALID_PARAMETER; return 1 ;;
+    esac
+}
+
+# ---------------------------------------------------------------- verbs
+
+verb_interfaces() {
+    need_args $# 0 interfaces ''
+    load_links || { print_status $ST_UNSUCCESSFUL "ip link show failed"; return; }
+    printf '{"interfaces": ['
+    _sep=
+    _oifs=$IFS IFS=$NL
+    for _line in $LINKS; do
+        IFS=' '
+        set -- $_line
+        json_escape "$2"
+        if [ "$3" = - ]; then _mac=null; else _mac="\"$3\""; fi
+        printf '%s{"index": %s, "name": "%s", "mac": %s, "up": %s}' "$_sep" "$1" "$ESC" "$_mac" "$4"
+        _sep=', '
+    done
+    IFS=$_oifs
+    printf ']}\n'
+}
+
+verb_stacks() {
+    need_args $# 0 stacks ''
+    if have_inet; then _v4=true; else _v4=false; fi
+    if have_inet6; then _v6=true; else _v6=false; fi
+    printf '{"ipv4": %s, "ipv6": %s}\n' $_v4 $_v6
+}
+
+verb_info() {
+    need_args $# 0 info ''
+    _kernel= _host=
+    read -r _kernel 2>/dev/null </proc/sys/kernel/osrelease || _kernel=$(uname -r 2>/dev/null)
+    read -r _host 2>/dev/null </proc/sys/kernel/hostname || _host=$(uname -n 2>/dev/null)
+    if is_admin; then _admin=true; else _admin=false; fi
+    json_escape "$_kernel"; _kernel=$ESC
+    json_escape "$_host"
+    printf '{"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "%s", "hostname": "%s", "admin": %s}\n' \
+        "$_kernel" "$ESC" "$_admin"
+}
+
+print_table_status() { printf '{"status": %s, "entries": []}\n' "$1"; }
+
+# Table lines look like
+#   ADDR dev NAME [lladdr LL] [router] [proxy] [extern_learn] [protocol P] [STATE]
+# with no STATE for NUD_NONE. The awk program and table_entries_sh must print byte-identical
+# JSON. awk reads ip's output straight from the pipe and buffers the entries, so that a
+# failed dump (the marker line "!ip-failed") prints nothing and can be retried.
+TABLE_AWK='
+BEGIN {
+    n = split(ENVIRON["NECK_LINKMAP"], words, " ")
+    for (i = 1; i <= n; i++) {
+        eq = index(words[i], "=")
+        idx[substr(words[i], 1, eq - 1)] = substr(words[i], eq + 1)
+    }
+    split("INCOMPLETE REACHABLE STALE DELAY PROBE FAILED NOARP PERMANENT", names, " ")
+    for (i in names) st[names[i]] = tolower(names[i])
+    count = 0
+}
+$1 == "!ip-failed" { failed = 1; next }
+NF > 0 {
+    dev = ""; ll = "null"; router = "false"; state = "incomplete"
+    for (i = 2; i <= NF; i++) {
+        t = $i
+        if (t == "dev") dev = $(++i)
+        else if (t == "lladdr") ll = "\"" tolower($(++i)) "\""
+        else if (t == "protocol") i++
+        else if (t == "router") router = "true"
+        else if (t in st) state = st[t]
+    }
+    out[++count] = sprintf("{\"address\": \"%s\", \"family\": %d, \"ifindex\": %s, \"lladdr\": %s, \"state\": \"%s\", \"router\": %s}", \
+        $1, index($1, ":") ? 23 : 2, (dev in idx) ? idx[dev] : 0, ll, state, router)
+}
+END {
+    if (failed) exit 3
+    printf "{\"status\": 0, \"entries\": ["
+    for (i = 1; i <= count; i++) printf "%s%s", (i > 1 ? ", " : ""), out[i]
+    printf "]}\n"
+}'
+
+table_entries_sh() {
+    _sep=
+    _oifs=$IFS IFS=$NL
+    for _line in $1; do
+        IFS=' '
+        set -- $_line
+        [ $# -gt 0 ] || continue
+        _addr=$1 _dev= _ll=null _router=false _state=incomplete
+        shift
+        while [ $# -gt 0 ]; do
+            case $1 in
+                dev) _dev=${2-}; [ $# -lt 2 ] || shift ;;
+                lladdr)
+                    _ll=\"${2-}\"; [ $# -lt 2 ] || shift
+                    case $_ll in *[A-F]*) lower_hex "$_ll"; _ll=$R ;; esac ;;
+                protocol) [ $# -lt 2 ] || shift ;;
+                router) _router=true ;;
+                INCOMPLETE) _state=incomplete ;;
+                REACHABLE) _state=reachable ;;
+                STALE) _state=stale ;;
+                DELAY) _state=delay ;;
+                PROBE) _state=probe ;;
+                FAILED) _state=failed ;;
+                NOARP) _state=noarp ;;
+                PERMANENT) _state=permanent ;;
+            esac
+            shift
+        done
+        case $_addr in *:*) _fam=23 ;; *) _fam=2 ;; esac
+        case $LINKMAP in
+            *" $_dev="*) _ifx=${LINKMAP#*" $_dev="}; _ifx=${_ifx%% *} ;;
+            *) _ifx=0 ;;
+        esac
+        printf '%s{"address": "%s", "family": %d, "ifindex": %s, "lladdr": %s, "state": "%s", "router": %s}' \
+            "$_sep" "$_addr" "$_fam" "$_ifx" "$_ll" "$_state" "$_router"
+        _sep=', '
+    done
+    IFS=$_oifs
+}
+
+# lower_hex STRING -> R (A-F lowercased; ip prints lowercase, so this is rarely needed)
+lower_hex() {
+    R=$1
+    for _p in A:a B:b C:c D:d E:e F:f; do
+        replace_all "$R" "${_p%:*}" "${_p#*:}"
+    done
+}
+
+# A dump that races with table changes fails ("Dump was interrupted"): read again, bounded.
+verb_table() {
+    need_args $# 1 table FAMILY
+    parse_family "$1"
+    family_flag "$FAMILY" print_table_status || return 0
+    load_links || { print_table_status $ST_UNSUCCESSFUL; return; }
+    _try=1
+    while :; do
+        if [ -z "${NECK_SHIM_NO_AWK-}" ] && command -v awk >/dev/null 2>&1; then
+            # only stdout reaches awk: a warning on stderr must not become an entry
+            { ip $IPFAM neigh show nud all || echo '!ip-failed'; } |
+                NECK_LINKMAP=$LINKMAP awk "$TABLE_AWK" && return
+        elif _neigh=$(ip $IPFAM neigh show nud all); then
+            printf '{"status": 0, "entries": ['
+            table_entries_sh "$_neigh"
+            printf ']}\n'
+            return
+        fi
+        [ $_try -lt $ATTEMPTS ] || break
+        _try=$((_try + 1))
+    done
+    print_table_status $ST_UNSUCCESSFUL
+}
+
+# resolve_index -> LINKNAME/LINKMAC for IFINDEX, or prints NOT_FOUND with $1 and fails
+resolve_index() {
+    load_links || { $1 $ST_UNSUCCESSFUL "ip link show failed"; return 1; }
+    WANT_INDEX=$IFINDEX
+    link_by_index || { $1 $ST_NOT_FOUND; return 1; }
+}
+
+verb_flush() {
+    need_args $# 2 flush 'FAMILY IFINDEX'
+    parse_family "$1"
+    parse_ifindex "$2"
+    family_flag "$FAMILY" print_flush_status || return 0
+    if [ "$IFINDEX" = 0 ]; then
+        _scope=all
+    else
+        resolve_index print_flush_status || return 0
+        _scope="dev $LINKNAME"
+    fi
+    is_admin || { print_flush_status $ST_ACCESS_DENIED; return; }
+    _try=1
+    while :; do
+        # no nud filter: ip's default flush keeps PERMANENT and NOARP (see the top)
+        _msg=$(ip $IPFAM neigh flush $_scope 2>&1) && { print_flush_status $ST_SUCCESS; return; }
+        case $_msg in
+            *"Flush not complete"* | *"Flush terminated"* | *"Dump was interrupted"*)
+                [ $_try -lt $ATTEMPTS ] && { _try=$((_try + 1)); continue; } ;;
+        esac
+        break
+    done
+    ip_failure_status "$_msg" $ST_UNSUCCESSFUL
+    print_flush_status "$STATUS" "$_msg"
+}
+
+# Checks shared by add and delete: FAMILY, IFINDEX, ADDRESS -> IPFAM, LINKNAME, LINKMAC
+entry_target() {
+    case $FAMILY in
+        2) is_ipv4 "$1" || { print_status $ST_INVALID_PARAMETER "not an IPv4 address: $1"; return 1; } ;;
+        23) case $1 in *:*) ;; *) print_status $ST_INVALID_PARAMETER "not an IPv6 address: $1"; return 1 ;; esac ;;
+        *) print_status $ST_INVALID_PARAMETER "family must be 2 or 23"; return 1 ;;
+    esac
+    family_flag "$FAMILY" print_status || return 1
+    [ "$IFINDEX" != 0 ] || { print_status $ST_INVALID_PARAMETER "an entry needs an interface"; return 1; }
+    resolve_index print_status || return 1
+    is_admin || { print_status $ST_ACCESS_DENIED; return 1; }
+}
+
+run_entry_command() {
+    # "to" makes ip read the next word as the address, never as a keyword
+    _msg=$(ip "$@" 2>&1) && { print_status $ST_SUCCESS; return; }
+    ip_failure_status "$_msg" $ST_UNSUCCESSFUL
+    print_status "$STATUS" "$_msg"
+}
+
+verb_add() {
+    need_args $# 4 add 'FAMILY IFINDEX ADDRESS LLADDR'
+    parse_family "$1"
+    parse_ifindex "$2"
+    check_chars "$3" ADDRESS
+    check_chars "$4" LLADDR
+    _addr=$3 _ll=$4
+    entry_target "$_addr" || return 0
+    if ! is_ipv4 "$_ll"; then
+        lladdr_groups "$_ll"
+        [ "$N" -gt 0 ] || { print_status $ST_INVALID_PARAMETER "malformed link-layer address: $_ll"; return; }
+        if [ "$LINKMAC" != - ]; then
+            lladdr_groups "$LINKMAC"
+            _want=$N
+            lladdr_groups "$_ll"
+            [ "$N" = "$_want" ] || { print_status $ST_INVALID_PARAMETER "link-layer address length differs from $LINKNAME's"; return; }
+        fi
+    fi
+    run_entry_command $IPFAM neigh replace to "$_addr" lladdr "$_ll" dev "$LINKNAME" nud permanent
+}
+
+verb_delete() {
+    need_args $# 3 delete 'FAMILY IFINDEX ADDRESS'
+    parse_family "$1"
+    parse_ifindex "$2"
+    check_chars "$3" ADDRESS
+    entry_target "$3" || return 0
+    run_entry_command $IPFAM neigh del to "$3" dev "$LINKNAME"
+}
+
+# ---------------------------------------------------------------- dispatch
+
+[ $# -ge 1 ] || bad_argument "no verb given"
+_verb=$1
+case $_verb in
+    interfaces | stacks | info | table | flush | add | delete) ;;
+    *) bad_argument "unknown verb '$_verb'" ;;
+esac
+shift
+case $_verb in
+    interfaces) verb_interfaces "$@" ;;
+    stacks) verb_stacks "$@" ;;
+    info) verb_info "$@" ;;
+    table) verb_table "$@" ;;
+    flush) verb_flush "$@" ;;
+    add) verb_add "$@" ;;
+    delete) verb_delete "$@" ;;
+esac
+exit 0
