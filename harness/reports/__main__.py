@@ -1,0 +1,5 @@
+import sys
+
+from harness.reports.cli import main
+
+sys.exit(main())

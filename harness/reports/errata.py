@@ -1,0 +1,139 @@
+"""Known deviations (errata): a documented `fail` becomes `known`, visibly, with its reason and link.
+
+    [[erratum]]
+    device = "win-wine"            # a device name, or a glob such as "*"
+    case = "test_flush_scope[*]"   # glob on the case name ... or instead:
+    clause = "RET-SUCCESS"         # every case that checks this clause
+    reason = "Wine's iphlpapi does not export FlushIpNetTable2"
+    link = "https://bugs.example/123"   # optional
+
+Globs know `*` and `?` only: `[` and `]` are literal, because pytest case names are full of them
+(`test_flush_scope[*]` means "every parametrisation", as a reader expects).
+
+Errata never touch `error` verdicts: an error means the harness could not judge, and a known
+bug must not hide a broken lab. An erratum whose matching cases all pass is reported as stale,
+so fixed bugs do not keep their excuse.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.reports.model import CLAUSE_BY_ID, count_verdicts
+
+_KEYS = {"device", "case", "clause", "reason", "link"}
+
+
+@dataclass(frozen=True)
+class Erratum:
+    index: int  # 1-based position in the file, as people count entries
+    device: str
+    reason: str
+    case: str | None = None
+    clause: str | None = None
+    link: str = ""
+    source: str = ""
+
+    def matches(self, case: dict) -> bool:
+        if not glob_match(self.device, str(case.get("device") or "")):
+            return False
+        if self.case is not None:
+            return glob_match(self.case, str(case.get("name") or ""))
+        return self.clause in case.get("clauses", [])
+
+    @property
+    def label(self) -> str:
+        target = f"case {self.case}" if self.case is not None else f"clause {self.clause}"
+        return f"erratum {self.index} (device {self.device}, {target})"
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+def _entry(path: Path, index: int, raw: object) -> Erratum:
+    where = f"{path}: erratum {index}"
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: must be a table ([[erratum]])")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise UsageError(f"{where}: key {unknown[0]!r}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
+    for key in _KEYS & set(raw):
+        if not isinstance(raw[key], str):
+            raise UsageError(f"{where}: key {key!r}: must be a string")
+    for key in ("device", "reason"):
+        if not raw.get(key, "").strip():
+            raise UsageError(f"{where}: key {key!r}: required and must not be empty")
+    if ("case" in raw) == ("clause" in raw):
+        raise UsageError(f"{where}: key 'case'/'clause': give exactly one of them")
+    if "case" in raw and not raw["case"].strip():
+        raise UsageError(f"{where}: key 'case': must not be empty")
+    if "clause" in raw and raw["clause"] not in CLAUSE_BY_ID:
+        raise UsageError(f"{where}: key 'clause': unknown clause {raw['clause']!r}")
+    return Erratum(index=index, device=raw["device"], reason=raw["reason"].strip(), case=raw.get("case"),
+                   clause=raw.get("clause"), link=raw.get("link", ""), source=str(path))
+
+
+def load_errata(path: Path | str) -> list[Erratum]:
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: errata file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read errata file: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(document) - {"erratum"})
+    if unknown:
+        raise UsageError(f"{path}: key {unknown[0]!r}: unknown top-level key (only [[erratum]] entries)")
+    entries = document.get("erratum", [])
+    if not isinstance(entries, list):
+        raise UsageError(f"{path}: key 'erratum': must be a list of [[erratum]] tables")
+    return [_entry(path, index, raw) for index, raw in enumerate(entries, start=1)]
+
+
+def apply(results: dict, errata: list[Erratum]) -> dict:
+    """A copy of the results with errata applied and `results["errata"]` saying what each did.
+
+    Each entry of `results["errata"]` has the erratum's fields plus `status`: applied (turned at
+    least one fail into known), stale (every judged case it matches passes), unmatched (it
+    matches no case in this run) or inconclusive (it matches only errors, skips or observations).
+    """
+    results = copy.deepcopy(results)
+    report = []
+    for erratum in errata:
+        matched = [case for case in results["cases"] if erratum.matches(case)]
+        turned = 0
+        for case in matched:
+            if case["verdict"] == "fail":
+                case["verdict"] = "known"
+                case["erratum"] = {key: value for key, value in asdict(erratum).items() if value is not None}
+                turned += 1
+        judged = [case["verdict"] for case in matched if case["verdict"] in ("pass", "fail", "known")]
+        if turned:
+            status = "applied"
+        elif not matched:
+            status = "unmatched"
+        elif judged and all(verdict == "pass" for verdict in judged) \
+                and not any(case["verdict"] == "error" for case in matched):
+            status = "stale"
+        else:
+            status = "inconclusive"
+        entry = {key: value for key, value in asdict(erratum).items() if value is not None}
+        entry.update(status=status, matched=len(matched), turned_known=turned,
+                     matched_passing=sum(1 for v in judged if v == "pass"))
+        report.append(entry)
+    results["errata"] = report
+    results["summary"] = count_verdicts(results["cases"])
+    return results
+
+
+def stale(results: dict) -> list[dict]:
+    return [entry for entry in results.get("errata", []) if entry.get("status") == "stale"]
