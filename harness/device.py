@@ -1,0 +1,284 @@
+"""A device under test: its session, agent, lock, links, seeding and cleanup, in one place.
+
+Data flows one way: inventory -> session -> agent -> (links resolved on the device) ->
+seeding -> the cases. A DeviceUnderTest is opened once per device per run (per xdist worker)
+and closed whatever happens; closing removes everything the harness planted on the device.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.agent import AF_INET, AF_INET6, Agent, Neighbor
+from harness.errors import DeviceError, SeedingError
+from harness.inventory import Device, Inventory, TestLink
+from harness.judging import Key, index
+from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_entries
+from harness.responder import Responder
+from harness.ssh import SshSession
+
+LOCK_PATH = "/run/lock/neighcheck.lock"
+VERIFY_TIMEOUT = 5.0
+RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
+
+
+@dataclass
+class LinkUnderTest:
+    config: TestLink
+    slot: int
+    ifindex: int
+    target: LinkTarget
+    seeds: list[SeedEntry]
+
+
+@dataclass
+class Planted:
+    """What a case planted: seeded (traffic) and static (agent `add`) entries."""
+
+    entries: dict[Key, str] = field(default_factory=dict)  # key -> lladdr
+    static: dict[Key, str] = field(default_factory=dict)
+    before: tuple[Neighbor, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class DeviceLock:
+    """An on-device lock held for as long as one SSH channel stays open.
+
+    `flock` runs on the device and keeps the lock while its `cat` waits on the channel's
+    stdin; closing the channel (or losing the connection, or the harness dying) ends `cat`
+    and releases the lock, so a crashed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, session: SshSession, holder: str, wait: float):
+        self.session, self.holder, self.wait = session, holder, wait
+        self._channel = None
+
+    def acquire(self) -> None:
+        info = LOCK_PATH + ".holder"
+        script = (f"exec 9>>{LOCK_PATH} || exit 70; "
+                  f"if ! flock -w {self.wait:g} 9; then cat {info} 2>/dev/null; exit 75; fi; "
+                  f"printf '%s\\n' {shlex.quote(self.holder)} > {info}; echo locked; exec cat >/dev/null")
+        channel = self.session.open_channel()
+        channel.settimeout(self.wait + 10)
+        channel.exec_command(f"sh -c {shlex.quote(script)}")
+        try:
+            line = channel.makefile("rb").readline().decode(errors="replace").strip()
+        except socket.timeout:
+            channel.close()
+            raise DeviceError(f"device {self.session.device_name!r}: no answer from the lock command") from None
+        if line != "locked":
+            status = channel.recv_exit_status()
+            channel.close()
+            if status == 75:
+                raise DeviceError(f"device {self.session.device_name!r} is in use by another run "
+                                  f"({line or 'holder unknown'}); waited {self.wait:g} s for {LOCK_PATH}")
+            raise DeviceError(f"device {self.session.device_name!r}: cannot take {LOCK_PATH} "
+                              f"(exit {status}; is flock installed?)")
+        self._channel = channel
+
+    def release(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class DeviceUnderTest:
+    def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
+                 holder: str, lock_wait: float = 30.0):
+        self.device = device
+        self.inventory = inventory
+        self.entries_per_family = entries
+        self.seeder = seeder
+        self.holder = holder
+        self.lock_wait = lock_wait
+        self.session = SshSession(device.name, device.ssh)
+        self.agent: Agent | None = None
+        self.lock: DeviceLock | None = None
+        self.responder: Responder | None = None
+        self.fingerprint: dict[str, Any] = {}
+        self.stacks: dict[str, bool] = {}
+        self.interfaces: list[dict[str, Any]] = []
+        self.links: list[LinkUnderTest] = []
+        self._leftovers: dict[Key, str] = {}  # planted and not yet removed
+
+    # --- open / close --------------------------------------------------------------------
+    def open(self) -> "DeviceUnderTest":
+        self.session.connect()
+        if self.device.os == "linux":
+            self.lock = DeviceLock(self.session, self.holder, self.lock_wait)
+            self.lock.acquire()
+        self.agent = self._make_agent()
+        self.fingerprint = {"os": self.device.os, **self.agent.info()}
+        self.stacks = self.agent.stacks()
+        self.interfaces = self.agent.interfaces()
+        self.links = [self._resolve(link, slot) for slot, link in enumerate(self.device.links)]
+        self.responder = Responder(self.inventory.test_interfaces)
+        for link in self.links:
+            self.responder.serve(link.target, link.seeds)
+        self.responder.start()
+        return self
+
+    def _make_agent(self) -> Agent:
+        if self.device.os == "windows" and not self.device.agent.command:
+            from harness.windows import windows_agent
+            return windows_agent(self.device, self.session)
+        return Agent(self.device, self.session)
+
+    def _resolve(self, link: TestLink, slot: int) -> LinkUnderTest:
+        match = [i for i in self.interfaces if i.get("name") == link.device_if]
+        if not match:
+            names = ", ".join(str(i.get("name")) for i in self.interfaces)
+            raise DeviceError(f"device {self.device.name!r}: test link interface {link.device_if!r} "
+                              f"does not exist on the device (it has: {names})")
+        iface = match[0]
+        mac = iface.get("mac")
+        if not isinstance(mac, str):
+            raise DeviceError(f"device {self.device.name!r}: interface {link.device_if!r} has no MAC")
+        v6 = link.device_v6 if self.stacks.get("ipv6") else None
+        v4 = link.device_v4 if self.stacks.get("ipv4") else None
+        target = LinkTarget(harness_if=link.harness_if, device_mac=mac.lower(),
+                            device_v4=str(v4.ip) if v4 else None,
+                            device_v6=str(v6.ip) if v6 else None,
+                            v6_network=str(v6.network) if v6 else None)
+        seeds = address_plan(slot, self.entries_per_family, target)
+        return LinkUnderTest(link, slot, int(iface["index"]), target, seeds)
+
+    def close(self) -> None:
+        """Remove what is still planted, stop the responder, release the lock. Never raises."""
+        problems = []
+        try:
+            if self.agent is not None and self._leftovers:
+                self.remove(dict(self._leftovers))
+        except Exception as exc:  # noqa: BLE001 - teardown must go on
+            problems.append(f"cleanup: {exc}")
+        if self.responder is not None:
+            self.responder.stop()
+        if self.lock is not None:
+            self.lock.release()
+        self.session.close()
+        if problems:
+            raise DeviceError(f"device {self.device.name!r}: " + "; ".join(problems))
+
+    # --- what cases use ------------------------------------------------------------------
+    @contextmanager
+    def unprivileged_agent(self):
+        """The same agent, called over a second session as the inventory's non-admin account."""
+        account = self.device.unprivileged
+        if account is None:
+            raise DeviceError(f"device {self.device.name!r}: no [device.unprivileged] account")
+        session = SshSession(self.device.name, self.device.ssh, account)
+        session.connect()
+        try:
+            agent = self._make_agent()
+            agent.session = session
+            yield agent
+        finally:
+            session.close()
+
+    def link_by_name(self, device_if: str) -> LinkUnderTest:
+        return next(link for link in self.links if link.config.device_if == device_if)
+
+    def missing_ifindex(self) -> int:
+        """An interface index that does not exist on the device."""
+        return max(int(i["index"]) for i in self.interfaces) + 1000
+
+    def table(self) -> tuple[Neighbor, ...]:
+        assert self.agent is not None
+        reply = self.agent.table(0)
+        if reply.status.outcome.value != "SUCCESS":
+            # A single-stack device may refuse AF_UNSPEC reads; read the families it has.
+            entries: list[Neighbor] = []
+            for family, stack in ((AF_INET, "ipv4"), (AF_INET6, "ipv6")):
+                if self.stacks.get(stack):
+                    part = self.agent.table(family)
+                    if part.status.outcome.value != "SUCCESS":
+                        raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
+                                          f"status {part.status.raw}")
+                    entries += part.entries
+            return tuple(entries)
+        return reply.entries
+
+    def seed(self) -> Planted:
+        """Plant every link's seeds by traffic and wait until the device shows all of them."""
+        planted = Planted()
+        wanted: dict[Key, str] = {}
+        t0 = time.perf_counter()
+        for link in self.links:
+            self.seeder.send(link.target, link.seeds)
+            for s in link.seeds:
+                wanted[(s.family, link.ifindex, _canon(s.address))] = s.lladdr
+        self._leftovers.update(wanted)
+        t1 = time.perf_counter()
+        deadline = time.monotonic() + VERIFY_TIMEOUT
+        resends, delay = 0, 0.01
+        while True:
+            table = self.table()
+            rows = [e.to_dict() for e in table]
+            missing = {link.ifindex: missing_entries(rows, link.ifindex, link.seeds) for link in self.links}
+            total = sum(len(m) for m in missing.values())
+            if total == 0:
+                break
+            if time.monotonic() > deadline:
+                first = [f"{e.address} on {self._name(i)} ({why})"
+                         for i, m in missing.items() for e, why in m][:5]
+                raise SeedingError(f"device {self.device.name!r}: {total} of {len(wanted)} seeded "
+                                   f"entries did not land within {VERIFY_TIMEOUT:g} s after "
+                                   f"{resends} re-sends; first: {', '.join(first)}")
+            if delay >= 0.16 and resends < RESEND_ROUNDS:
+                # Frames lost on the link: send the missing ones again (bounded).
+                resends += 1
+                for link in self.links:
+                    if missing[link.ifindex]:
+                        self.seeder.send(link.target, [e for e, _ in missing[link.ifindex]])
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        planted.entries = wanted
+        planted.before = table
+        planted.timings = {"seed": t1 - t0, "verify": time.perf_counter() - t1}
+        return planted
+
+    def add_static(self, planted: Planted, link: LinkUnderTest, family: int, address: str,
+                   lladdr: str) -> Any:
+        assert self.agent is not None
+        key = (family, link.ifindex, _canon(address))
+        self._leftovers[key] = lladdr
+        reply = self.agent.add(family, link.ifindex, address, lladdr)
+        planted.static[key] = lladdr
+        return reply
+
+    def remove(self, keys: dict[Key, str]) -> None:
+        """Delete planted entries still on the device (one round trip on Linux)."""
+        if not keys:
+            return
+        if self.device.os == "linux":
+            names = {int(i["index"]): i["name"] for i in self.interfaces}
+            lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for (_, ifx, addr) in keys if ifx in names)
+            result = self.session.run("ip -force -batch -", stdin=lines.encode())
+            # -force keeps going past entries a flush already removed; those errors are expected.
+            problems = [line for line in result.stderr.decode(errors="replace").splitlines()
+                        if line.strip() and "No such file or directory" not in line]
+            if result.exit_status != 0 and problems:
+                raise DeviceError(f"device {self.device.name!r}: cleanup failed: {'; '.join(problems[:3])}")
+        else:
+            assert self.agent is not None
+            for family, ifx, addr in keys:
+                self.agent.delete(family, ifx, addr)
+        for key in keys:
+            self._leftovers.pop(key, None)
+
+    def _name(self, ifindex: int) -> str:
+        return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))
+
+
+def _canon(address: str) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+def planted_index(table: tuple[Neighbor, ...]) -> dict[Key, Neighbor]:
+    return index(table)

@@ -1,0 +1,72 @@
+"""Verdicts and the per-case record that travels from a case to the reports.
+
+A case is judged by the harness, not by pytest's pass/fail alone: a case has to conclude
+with a verdict, and a case that returns without one is an `error` (never a pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"  # the implementation broke a judged clause
+    ERROR = "error"  # the harness or the device could not run the case
+    SKIP = "skip"
+    NOT_APPLICABLE = "not-applicable"
+    OBSERVED = "observed"  # an observed clause: recorded, never failed
+    KNOWN = "known"  # a failure matched by an erratum (set by the reports, not by cases)
+
+
+# Clause catalog (DESIGN.md §1): id -> (source, judged?)
+CLAUSES: dict[str, tuple[str, bool]] = {
+    "FAM-UNSPEC": ("spec", True),
+    "FAM-INET": ("spec", True),
+    "FAM-INET6": ("spec", True),
+    "IF-ALL": ("spec", True),
+    "IF-ONE": ("spec", True),
+    "RET-SUCCESS": ("spec", True),
+    "RET-INVALID-FAMILY": ("spec", True),
+    "RET-NOSTACK-INET": ("spec", True),
+    "RET-NOSTACK-INET6": ("spec", True),
+    "RET-ACCESS": ("user-mode reference (iphlpapi)", True),
+    "NOCHANGE-ON-ERROR": ("derived", True),
+    "NO-COLLATERAL": ("derived", True),
+    "IDEMPOTENT": ("derived", True),
+    "OBS-PERMANENT": ("observed", False),
+    "OBS-BAD-INDEX": ("observed", False),
+    "OBS-UNSPEC-ONE-STACK": ("observed", False),
+    "OBS-STATES": ("observed", False),
+}
+
+
+@dataclass
+class CaseRecord:
+    """Everything the reports need about one case (results.json `cases[]`)."""
+
+    id: str
+    name: str
+    test: str
+    device: str
+    clauses: list[str]
+    verdict: str = Verdict.ERROR.value
+    family: int | None = None
+    family_name: str | None = None
+    ifindex: int | None = None
+    interface: str | None = None
+    status_raw: int | None = None
+    status_space: str | None = None
+    outcome: str | None = None
+    reason: str = ""
+    failed_clauses: list[str] = field(default_factory=list)
+    observation: dict[str, Any] | None = None
+    diff: dict[str, Any] | None = None
+    duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    evidence: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
