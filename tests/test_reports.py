@@ -82,6 +82,25 @@ def test_incomplete_run_loads_from_the_stream_and_is_never_a_pass():
     assert model.overall_verdict(results) == "INCOMPLETE"
 
 
+def test_interrupted_run_is_incomplete(tmp_path):
+    run_dir = copy_run("combined", tmp_path)
+    edit_results(run_dir, lambda r: r.update(interrupted=True))
+    results = model.load_results(run_dir)
+    assert model.overall_verdict(results) == "INCOMPLETE"
+    assert any("interrupted" in warning for warning in results["warnings"])
+    with pytest.raises(UsageError, match="interrupted"):
+        merge.merge_runs([run_dir], tmp_path / "merged")
+
+
+def test_clause_verdict_credits_clauses_a_failing_case_did_not_fail():
+    case = {"verdict": "fail", "clauses": ["FAM-INET", "RET-SUCCESS", "NO-COLLATERAL"],
+            "failed_clauses": ["NO-COLLATERAL"]}
+    assert model.clause_verdict(case, "NO-COLLATERAL") == "fail"
+    assert model.clause_verdict(case, "RET-SUCCESS") == "pass"
+    assert model.clause_verdict(dict(case, failed_clauses=[]), "RET-SUCCESS") == "fail"
+    assert model.clause_verdict(dict(case, verdict="error"), "RET-SUCCESS") == "error"
+
+
 def test_run_with_nothing_judged_is_not_a_pass():
     results = {"cases": [{"id": "x", "verdict": "skip"}, {"id": "y", "verdict": "observed"}]}
     assert model.overall_verdict(results) == "NOTHING-JUDGED"
@@ -281,6 +300,19 @@ def test_clause_erratum_and_wildcard_device(tmp_path):
     assert [c["id"] for c in applied["cases"] if c["verdict"] == "known"] == [FAIL_ID]
 
 
+def test_clause_erratum_excuses_only_the_clauses_a_case_failed(tmp_path):
+    # The failing case checks RET-SUCCESS too, but failed NO-COLLATERAL: RET-SUCCESS errata don't cover it.
+    path = write_errata(tmp_path, '[[erratum]]\ndevice = "win-wine"\nclause = "RET-SUCCESS"\nreason = "r"\n')
+    (erratum,) = errata.load_errata(path)
+    applied = errata.apply(model.load_results(DATA / "combined"), [erratum])
+    assert verdicts(applied)[FAIL_ID] == "fail"
+    assert applied["errata"][0]["status"] == "inconclusive"  # it also matches the error case
+    # The plugin's call shape: matches(device, name, clauses).
+    assert erratum.matches("win-wine", "test_anything[x]", ["RET-SUCCESS"])
+    assert not erratum.matches("linux-a", "test_anything[x]", ["RET-SUCCESS"])
+    assert not erratum.matches("win-wine", "test_anything[x]", ["NO-COLLATERAL"])
+
+
 def test_stale_erratum_is_flagged(tmp_path):
     path = write_errata(tmp_path, '''
 [[erratum]]
@@ -392,6 +424,10 @@ def test_report_matrix_cells_match_results(tmp_path):
     assert "0x00000000 (0) NO_ERROR" in page and "198.51.100.21" in page
     assert "AgentError: agent exited 3" in page
     assert "permanent entries kept (2 of 2 remain)" in page and "permanent entries removed (2 of 2 gone)" in page
+    assert '<span class="clause failed" title="failed: entries outside the (family, interface) scope' in page
+    # Clause table: the failing case fails NO-COLLATERAL; for RET-SUCCESS it counts as a pass.
+    assert 'data-filter="NO-COLLATERAL win-wine" title="show these cases">7 pass · 1 fail · 1 error</td>' in page
+    assert 'data-filter="RET-SUCCESS win-wine" title="show these cases">9 pass · 1 error</td>' in page
 
 
 def test_report_is_self_contained(tmp_path):

@@ -97,7 +97,8 @@ def _flatten(value, prefix: str = "") -> dict[str, str]:
 def _device_changes(a: dict, b: dict) -> list[DeviceChange]:
     def describe(device: dict) -> dict[str, str]:
         interfaces = sorted((i.get("index"), i.get("name")) for i in device.get("interfaces", []))
-        flat = _flatten({"os": device.get("os"), "fingerprint": device.get("fingerprint", {})})
+        flat = _flatten({"os": device.get("os"), "fingerprint": device.get("fingerprint", {}),
+                         "stacks": device.get("stacks", {})})
         flat["interfaces"] = ", ".join(f"{index}:{name}" for index, name in interfaces)
         return flat
 

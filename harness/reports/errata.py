@@ -22,6 +22,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 from harness.errors import UsageError
 from harness.reports.model import CLAUSE_BY_ID, count_verdicts
@@ -39,12 +40,21 @@ class Erratum:
     link: str = ""
     source: str = ""
 
-    def matches(self, case: dict) -> bool:
-        if not glob_match(self.device, str(case.get("device") or "")):
+    def matches(self, device: str, name: str, clauses: Iterable[str]) -> bool:
+        """Does this erratum cover case `name` on `device`, judged on `clauses`?"""
+        if not glob_match(self.device, str(device or "")):
             return False
         if self.case is not None:
-            return glob_match(self.case, str(case.get("name") or ""))
-        return self.clause in case.get("clauses", [])
+            return glob_match(self.case, str(name or ""))
+        return self.clause in clauses
+
+    def matches_case(self, case: dict) -> bool:
+        # A failed case is excused only for the clauses it failed, when it names them: an erratum
+        # for RET-SUCCESS must not hide collateral damage found by the same case.
+        clauses = case.get("clauses", [])
+        if case.get("verdict") == "fail" and case.get("failed_clauses"):
+            clauses = case["failed_clauses"]
+        return self.matches(case.get("device"), case.get("name"), clauses)
 
     @property
     def label(self) -> str:
@@ -109,7 +119,7 @@ def apply(results: dict, errata: list[Erratum]) -> dict:
     results = copy.deepcopy(results)
     report = []
     for erratum in errata:
-        matched = [case for case in results["cases"] if erratum.matches(case)]
+        matched = [case for case in results["cases"] if erratum.matches_case(case)]
         turned = 0
         for case in matched:
             if case["verdict"] == "fail":

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 from harness import __version__ as HARNESS_VERSION
-from harness.reports.model import (CLAUSE_BY_ID, CLAUSES, REPORT_FILE, VERDICTS, Matrix, device_matrix,
+from harness.reports.model import (CLAUSE_BY_ID, CLAUSES, REPORT_FILE, VERDICTS, Matrix, clause_verdict,
+                                   device_matrix,
                                    device_names, family_name, is_matrix_case, load_results, overall_verdict,
                                    status_hex, status_name, worst_verdict)
 from harness.reports.summary import MARKS
@@ -144,10 +145,13 @@ def _timings_html(case: dict) -> str:
 
 def _clauses_html(case: dict) -> str:
     out = []
+    failed = case.get("failed_clauses") or []
     for clause_id in case.get("clauses", []):
         clause = CLAUSE_BY_ID.get(clause_id)
         title = clause.requirement if clause else "not in the clause catalog"
-        out.append(f'<span class="clause" title="{esc(title)}">{esc(clause_id)}</span>')
+        css = "clause failed" if clause_id in failed else "clause"
+        title = f"failed: {title}" if clause_id in failed else title
+        out.append(f'<span class="{css}" title="{esc(title)}">{esc(clause_id)}</span>')
     return " ".join(out)
 
 
@@ -231,6 +235,9 @@ def _device_html(results: dict, device: str) -> str:
     elif entry.get("os") and "os" not in fingerprint:
         pairs.append(("os", esc(entry.get("os"))))
     pairs += [(str(k), esc(v if not isinstance(v, (dict, list)) else json.dumps(v))) for k, v in fingerprint.items()]
+    stacks = entry.get("stacks")
+    if isinstance(stacks, dict):
+        pairs.append(("stacks", esc(", ".join(f"{k} {'yes' if v else 'no'}" for k, v in stacks.items()))))
     interfaces = ", ".join(f"{esc(i.get('name'))} (index {esc(i.get('index'))})" for i in entry.get("interfaces", []))
     if interfaces:
         pairs.append(("interfaces", interfaces))
@@ -255,12 +262,14 @@ def _clause_table(results: dict, devices: list[str]) -> str:
         cells = []
         for device in devices:
             cases = [c for c in results["cases"] if c.get("device") == device and clause_id in c.get("clauses", [])]
-            verdict = worst_verdict(c["verdict"] for c in cases)
-            counts = {v: sum(1 for c in cases if c["verdict"] == v) for v in VERDICTS}
+            clause_verdicts = [clause_verdict(c, clause_id) for c in cases]
+            verdict = worst_verdict(clause_verdicts)
+            counts = {v: clause_verdicts.count(v) for v in VERDICTS}
             text = " · ".join(f"{n} {v}" for v, n in counts.items() if n) or "–"
             cells.append(f'<td class="clause-cell v-{esc(verdict or "none")}" data-filter="{esc(clause_id)} '
                          f'{esc(device)}" title="show these cases">{esc(text)}</td>')
-        overall = worst_verdict(c["verdict"] for c in results["cases"] if clause_id in c.get("clauses", []))
+        overall = worst_verdict(clause_verdict(c, clause_id) for c in results["cases"]
+                                if clause_id in c.get("clauses", []))
         kind = clause.kind if clause else "unknown"
         source = clause.source if clause else "not in the catalog"
         requirement = clause.requirement if clause else ""

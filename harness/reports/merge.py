@@ -44,7 +44,7 @@ def _load_sources(run_dirs: list[Path]) -> list[dict]:
             raise UsageError(f"{run_dir}: no {RESULTS_FILE}: only finished runs can be merged")
         results = load_results(run_dir)
         if results.get("incomplete"):
-            raise UsageError(f"{run_dir}: the run is marked incomplete: only finished runs can be merged")
+            raise UsageError(f"{run_dir}: the run was interrupted: only finished runs can be merged")
         if (run_dir / MANIFEST_FILE).exists():
             problems = manifest.verify(run_dir)
             if problems:

@@ -108,6 +108,19 @@ def worst_verdict(verdicts: Iterable[str]) -> str | None:
     return max(verdicts, key=severity) if verdicts else None
 
 
+def clause_verdict(case: dict, clause_id: str) -> str:
+    """The case's verdict as it bears on one clause.
+
+    A failing case that names the clauses it failed (`failed_clauses`) passed the others it checks:
+    a collateral-damage failure is not a RET-SUCCESS failure.
+    """
+    verdict = case["verdict"]
+    failed = case.get("failed_clauses")
+    if verdict in ("fail", "known") and failed and clause_id not in failed:
+        return "pass"
+    return verdict
+
+
 def count_verdicts(cases: Iterable[dict]) -> dict[str, int]:
     counts = dict.fromkeys(VERDICTS, 0)
     for case in cases:
@@ -240,7 +253,10 @@ def load_results(run_dir: Path | str) -> dict:
         if not isinstance(results.get("cases"), list):
             raise UsageError(f"{final}: 'cases' is not a list")
         where = str(final)
-        results.setdefault("incomplete", False)
+        # The suite marks a run stopped by Ctrl-C or a crash as interrupted: never a finished run.
+        results["incomplete"] = bool(results.get("incomplete") or results.get("interrupted"))
+        if results.get("interrupted"):
+            warnings.append("the run was interrupted: cases that had not finished are missing")
     elif stream.is_file():
         cases, warnings = _read_stream(stream)
         results = {"schema": RESULTS_SCHEMA, "run_id": run_dir.name, "cases": cases, "incomplete": True}

@@ -27,13 +27,13 @@ COMMIT = "3f1c2a9b7d4e5f60718293a4b5c6d7e8f9012345"
 
 DEVICES = {
     "linux-a": {
-        "name": "linux-a", "os": "linux",
+        "name": "linux-a", "os": "linux", "stacks": {"ipv4": True, "ipv6": True},
         "fingerprint": {"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "6.1.0",
                         "hostname": "nck-linux-a"},
         "interfaces": [{"index": 3, "name": "eth1"}, {"index": 4, "name": "eth2"}],
     },
     "win-wine": {
-        "name": "win-wine", "os": "windows",
+        "name": "win-wine", "os": "windows", "stacks": {"ipv4": True, "ipv6": True},
         "fingerprint": {"agent": "neighcheck-win-agent/1", "os": "windows", "build": "wine-8.0 (10.0.19045)",
                         "hostname": "nck-win-wine"},
         "interfaces": [{"index": 5, "name": "Ethernet 2"}, {"index": 6, "name": "Ethernet 3"}],
@@ -70,7 +70,7 @@ def case(module: str, test: str, params: str, device: str, clauses: list[str], v
         record.update(ifindex=ifindex, interface=interface)
     record.update(
         status_raw=status[outcome] if outcome else None, status_space=status["space"] if outcome else None,
-        outcome=outcome, reason=reason, observation=observation, diff=diff, duration_s=duration,
+        outcome=outcome, reason=reason, failed_clauses=[], observation=observation, diff=diff, duration_s=duration,
         timings={"seed": round(duration * 0.3, 4), "verify": round(duration * 0.2, 4),
                  "flush": round(duration * 0.1, 4), "snapshot": round(duration * 0.3, 4),
                  "judge": 0.0001, "evidence": 0.001},
@@ -136,7 +136,7 @@ def device_cases(device: str) -> list[dict]:
     cases = scope_cases(device) + other_cases(device)
     if device == "win-wine":
         failing = find(cases, "test_flush_scope[win-wine-AF_INET-Ethernet 2]")
-        failing.update(verdict="fail", reason="2 seeded entries outside the scope were removed: interface 6 "
+        failing.update(verdict="fail", failed_clauses=["NO-COLLATERAL"], reason="2 seeded entries outside the scope were removed: interface 6 "
                                               "(Ethernet 3) lost its IPv4 entries (NO-COLLATERAL)")
         failing["diff"]["removed_out_of_scope"] = [
             entry("198.51.100.21", 2, 6, "02:00:5e:00:53:15", "stale"),
@@ -157,7 +157,7 @@ def run(run_id: str, devices: list[str], *, inventory: str, started: str, finish
     cases = [c for device in devices for c in device_cases(device)]
     return {
         "schema": "neighcheck-results/1", "run_id": run_id, "suite_version": "1", "harness_version": "0.1.0",
-        "git_commit": commit, "started": started, "finished": finished,
+        "git_commit": commit, "started": started, "finished": finished, "interrupted": False,
         "inventory": {"path": inventory, "sha256": ("%064x" % (hash_text(inventory)))},
         "devices": [copy.deepcopy(DEVICES[d]) for d in devices],
         "cases": cases,
@@ -188,7 +188,7 @@ def rerun() -> dict:
     find(cases, "test_flush_scope[win-wine-AF_INET-Ethernet 2]").update(verdict="pass", reason="")
     find(cases, "test_flush_scope[win-wine-AF_INET-Ethernet 2]")["diff"]["removed_out_of_scope"] = []
     regressed = find(cases, "test_flush_scope[linux-a-AF_INET6-eth2]")
-    regressed.update(verdict="fail", reason="1 seeded in-scope entry is still present after the flush")
+    regressed.update(verdict="fail", failed_clauses=["FAM-INET6", "IF-ONE"], reason="1 seeded in-scope entry is still present after the flush")
     regressed["diff"]["kept_in_scope"] = [entry("2001:db8:0:2::7", 23, 4, "02:00:5e:00:53:07", "permanent")]
     find(cases, "test_observe_permanent[linux-a]")["observation"] = {
         "summary": "permanent entries removed (2 of 2 gone)", "seeded_permanent": 2, "remaining_permanent": 0}
