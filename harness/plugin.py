@@ -82,6 +82,7 @@ class NeighcheckRun:
         self.seeder = None
         self.writer: ResultsWriter | None = None
         self.active = False  # True once a conformance item is collected
+        self.lab_to_take_down = None
         self._errata = None
         if _is_worker(config):
             self.run_dir = Path(config.workerinput["neighcheck_run_dir"])
@@ -196,6 +197,12 @@ class NeighcheckRun:
             item.add_marker(pytest.mark.xdist_group(_device_of(item)))
         if not _is_worker(config):
             self.writer = ResultsWriter(self.run_dir)
+            from harness.lab import Lab
+            lab_devices = tuple(d for d in self.devices if d.lab is not None)
+            # A lab this run brings up, this run takes down again (hygiene); one that was
+            # already up (make run, a developer's shell) is left as found.
+            if lab_devices and os.geteuid() == 0 and not Lab(self.inventory).is_up(lab_devices):
+                self.lab_to_take_down = Lab(self.inventory)
 
     def pytest_runtest_teardown(self, item, nextitem) -> None:
         device = _device_of(item)
@@ -266,6 +273,8 @@ class NeighcheckRun:
             self.seeder.close()
         if self.writer is not None:
             self.results = self.writer.finish(self, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        if self.lab_to_take_down is not None:
+            self.lab_to_take_down.down()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.writer is None or not getattr(self, "results", None):

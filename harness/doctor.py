@@ -1,0 +1,97 @@
+"""`neighcheck doctor`: is every device usable? One row per device, the reason when not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.agent import Agent
+from harness.errors import NeighcheckError
+from harness.inventory import Device, Inventory
+from harness.ssh import SshSession
+
+IFF_UP = 0x1
+
+
+@dataclass
+class Check:
+    device: str
+    ok: bool = True
+    facts: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        self.ok = False
+        self.problems.append(text)
+
+
+def harness_link_up(name: str) -> bool | None:
+    """None: no such interface on this host; else whether it is administratively up."""
+    flags = Path("/sys/class/net", name, "flags")
+    if not flags.exists():
+        return None
+    return bool(int(flags.read_text(), 16) & IFF_UP)
+
+
+def check_device(device: Device) -> Check:
+    check = Check(device.name)
+    session = SshSession(device.name, device.ssh)
+    try:
+        session.connect()
+        check.facts["ssh"] = "ok (host key verified, authenticated)"
+        if device.os == "windows" and not device.agent.command:
+            from harness.windows import windows_agent
+            agent = windows_agent(device, session)
+        else:
+            agent = Agent(device, session)
+        info = agent.info()
+        check.facts["agent"] = str(info.get("agent", "no `info` verb"))
+        if info.get("admin") is False:
+            check.problem(f"{device.ssh.login.user} is not root/admin on the device (flush needs it)")
+        else:
+            check.facts["admin"] = "yes" if info.get("admin") else "unknown"
+        stacks = agent.stacks()
+        check.facts["stacks"] = " ".join(k for k, v in stacks.items() if v) or "none"
+        for key, expected in device.capabilities.items():
+            if key in stacks and stacks[key] != expected:
+                check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
+        interfaces = {i["name"]: i for i in agent.interfaces()}
+        check.facts["interfaces"] = " ".join(f"{n}={i['index']}" for n, i in interfaces.items())
+        for link in device.links:
+            iface = interfaces.get(link.device_if)
+            if iface is None:
+                check.problem(f"test link {link.device_if!r} does not exist on the device")
+            elif iface.get("up") is False:
+                check.problem(f"test link {link.device_if!r} is down on the device")
+            up = harness_link_up(link.harness_if)
+            if up is None:
+                check.problem(f"harness interface {link.harness_if!r} does not exist on this host")
+            elif not up:
+                check.problem(f"harness interface {link.harness_if!r} is down (ip link set {link.harness_if} up)")
+        if device.os == "linux":
+            result = session.run("cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 "
+                                 "/proc/sys/net/ipv6/neigh/default/gc_thresh3 2>/dev/null", timeout=10)
+            values = result.stdout.decode().split()
+            if values:
+                check.facts["capacity"] = "gc_thresh3 " + "/".join(values)
+    except NeighcheckError as exc:
+        check.problem(str(exc))
+    finally:
+        session.close()
+    return check
+
+
+def doctor(inventory: Inventory, names: list[str] | None = None) -> int:
+    checks = [check_device(d) for d in inventory.select(names)]
+    for check in checks:
+        print(f"{check.device}: {'OK' if check.ok else 'UNUSABLE'}")
+        for key, value in check.facts.items():
+            print(f"  {key:11} {value}")
+        for problem in check.problems:
+            print(f"  problem     {problem}")
+    bad = [c.device for c in checks if not c.ok]
+    if bad:
+        print(f"unusable: {', '.join(bad)}")
+        return 1
+    print(f"all {len(checks)} devices usable")
+    return 0

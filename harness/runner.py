@@ -1,0 +1,106 @@
+"""`neighcheck run`: the conformance suite through pytest, then the report files.
+
+The run directory is reports/<run-id>/ (results.jsonl, results.json, junit.xml, evidence/,
+report.html, manifest.json) and reports/latest points at the newest run. The exit code is 0
+only when no case failed or errored (failures covered by errata count as known).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import json
+
+from harness.errors import UsageError
+from harness.inventory import load_inventory
+from harness.plugin import new_run_id
+
+SUITE_DIR = Path(__file__).resolve().parent.parent / "conformance"
+
+
+def _out_dir(value: str) -> Path:
+    path = Path(value)
+    if ".." in path.parts:
+        raise UsageError(f"--out {value!r}: '..' is not allowed in the report directory; "
+                         "give a plain or absolute path")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {value!r} exists and is not a directory")
+    return path
+
+
+def _workers(value: str | None, device_count: int) -> list[str]:
+    if value is None:
+        return []
+    if value == "auto":
+        n = device_count  # devices run in parallel; one device's cases stay on one worker
+    else:
+        try:
+            n = int(value)
+        except ValueError:
+            raise UsageError(f"-n {value!r}: give a number of workers or 'auto'") from None
+        if not 0 <= n <= 64:
+            raise UsageError(f"-n {n}: use 0..64 workers")
+    return ["-n", str(n), "--dist", "loadgroup"] if n > 1 else []
+
+
+def run_suite(args) -> int:
+    import pytest
+
+    inventory = load_inventory(args.devices)
+    devices = inventory.select(args.device)
+    if args.entries is not None and not 1 <= args.entries <= 16384:
+        raise UsageError(f"--entries {args.entries}: use 1..16384")
+    if args.errata and not Path(args.errata).is_file():
+        raise UsageError(f"--errata {args.errata}: file not found")
+    if not (SUITE_DIR / "test_flush.py").is_file():
+        raise UsageError(f"the conformance suite is not at {SUITE_DIR} (run from a checkout)")
+    out = _out_dir(args.out)
+    run_id = new_run_id()
+    run_dir = out / run_id
+    passthrough = list(args.pytest_args or [])
+    if passthrough[:1] == ["--"]:
+        passthrough = passthrough[1:]
+    argv = [str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "--rootdir", str(SUITE_DIR.parent),
+            "--devices", str(inventory.path), "--report-dir", str(run_dir),
+            "--junitxml", str(run_dir / "junit.xml"), "-o", "junit_family=xunit2",
+            "-o", "junit_suite_name=neighcheck"]
+    for name in args.device or []:
+        argv += ["--device", name]
+    if args.entries is not None:
+        argv += ["--entries", str(args.entries)]
+    if args.errata:
+        argv += ["--errata", args.errata]
+    argv += _workers(args.workers, len(devices)) + passthrough
+    code = pytest.main(argv)
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return 2
+    results_path = run_dir / "results.json"
+    if not results_path.exists():
+        print(f"neighcheck: no results were written (pytest exit {int(code)})")
+        return 1
+    _finish_reports(run_dir, out)
+    results = json.loads(results_path.read_text())
+    summary = results["summary"]
+    print(f"report: {run_dir}/report.html" if (run_dir / "report.html").exists() else f"report: {run_dir}")
+    if code == pytest.ExitCode.INTERRUPTED:
+        return 130
+    return 0 if summary.get("fail", 0) == 0 and summary.get("error", 0) == 0 and code == 0 else 1
+
+
+def _finish_reports(run_dir: Path, out: Path) -> None:
+    """HTML report and manifest (the manifest last: it hashes everything else)."""
+    try:
+        from harness.reports.html import write_report
+        from harness.reports.manifest import write_manifest
+    except ImportError:
+        return
+    write_report(run_dir)
+    write_manifest(run_dir)
+    latest = out / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        os.symlink(run_dir.name, latest)
+    except OSError:
+        pass
