@@ -74,6 +74,13 @@ def test_load_results_rejects_unknown_verdict_and_missing_run(tmp_path):
         model.load_results(tmp_path / "nothing-here")
 
 
+def test_duplicate_case_ids_are_reported(tmp_path):
+    run_dir = copy_run("combined", tmp_path)
+    edit_results(run_dir, lambda r: r["cases"].append(dict(r["cases"][0])))
+    warnings = model.load_results(run_dir)["warnings"]
+    assert any("more than once" in w and "linux-a-AF_UNSPEC-all" in w for w in warnings)
+
+
 def test_incomplete_run_loads_from_the_stream_and_is_never_a_pass():
     results = model.load_results(DATA / "incomplete")
     assert results["incomplete"] is True
@@ -90,6 +97,9 @@ def test_interrupted_run_is_incomplete(tmp_path):
     assert any("interrupted" in warning for warning in results["warnings"])
     with pytest.raises(UsageError, match="interrupted"):
         merge.merge_runs([run_dir], tmp_path / "merged")
+    # The plugin hands terminal_matrix the raw results dict, not a loaded one.
+    raw = json.loads((run_dir / model.RESULTS_FILE).read_text())
+    assert summary.terminal_matrix(raw).splitlines()[-1].startswith("neighcheck INCOMPLETE:")
 
 
 def test_clause_verdict_credits_clauses_a_failing_case_did_not_fail():

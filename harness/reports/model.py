@@ -8,6 +8,7 @@ loaded, marked incomplete and never presented as a finished run.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -131,7 +132,7 @@ def count_verdicts(cases: Iterable[dict]) -> dict[str, int]:
 def overall_verdict(results: dict) -> str:
     """One word for the whole run. A run with nothing judged never reads as a pass."""
     counts = count_verdicts(results["cases"])
-    if results.get("incomplete"):
+    if results.get("incomplete") or results.get("interrupted"):
         return "INCOMPLETE"
     if counts["fail"] or counts["error"]:
         return "FAIL"
@@ -267,8 +268,7 @@ def load_results(run_dir: Path | str) -> dict:
         raise UsageError(f"{run_dir}: no {RESULTS_FILE} or {STREAM_FILE}: not a neighcheck run directory")
     for case in results["cases"]:
         _check_case(case, where)
-    ids = [case["id"] for case in results["cases"]]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, n in Counter(case["id"] for case in results["cases"]).items() if n > 1)
     if duplicates:
         warnings.append(f"case ids recorded more than once: {', '.join(duplicates)}")
     recomputed = count_verdicts(results["cases"])
