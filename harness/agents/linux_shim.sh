@@ -302,22 +302,27 @@ BEGIN {
 }
 $1 == "!ip-failed" { failed = 1; next }
 NF > 0 {
-    dev = ""; ll = "null"; router = "false"; state = "incomplete"
-    for (i = 2; i <= NF; i++) {
+    # ip prints "dev NAME" and "lladdr LL" first: read them directly, loop over the rest
+    if ($2 == "dev") { dev = $3; i = 4 } else { dev = ""; i = 2 }
+    if ($i == "lladdr") { ll = "\"" tolower($(i + 1)) "\""; i += 2 } else ll = "null"
+    router = "false"; state = "incomplete"
+    for (; i <= NF; i++) {
         t = $i
-        if (t == "dev") dev = $(++i)
-        else if (t == "lladdr") ll = "\"" tolower($(++i)) "\""
-        else if (t == "protocol") i++
-        else if (t == "router") router = "true"
+        if (t == "router") router = "true"
         else if (t in st) state = st[t]
+        else if (t == "protocol") i++
+        else if (t == "dev") dev = $(++i)
+        else if (t == "lladdr") ll = "\"" tolower($(++i)) "\""
     }
-    out[++count] = sprintf("{\"address\": \"%s\", \"family\": %d, \"ifindex\": %s, \"lladdr\": %s, \"state\": \"%s\", \"router\": %s}", \
-        $1, index($1, ":") ? 23 : 2, (dev in idx) ? idx[dev] : 0, ll, state, router)
+    out[++count] = "{\"address\": \"" $1 "\", \"family\": " (index($1, ":") ? 23 : 2) \
+        ", \"ifindex\": " ((dev in idx) ? idx[dev] : 0) ", \"lladdr\": " ll \
+        ", \"state\": \"" state "\", \"router\": " router "}"
 }
 END {
     if (failed) exit 3
     printf "{\"status\": 0, \"entries\": ["
-    for (i = 1; i <= count; i++) printf "%s%s", (i > 1 ? ", " : ""), out[i]
+    if (count) printf "%s", out[1]
+    for (i = 2; i <= count; i++) printf ", %s", out[i]
     printf "]}\n"
 }'
 
