@@ -84,6 +84,7 @@ def test_report_in_chromium(page_on_report):
     assert failure.get_by_text("198.51.100.21").is_visible()
     assert failure.get_by_text("seeded out of scope, removed or changed (collateral): 2").is_visible()
     assert failure.get_by_text("0x00000000 (0) NO_ERROR").is_visible()
+    assert failure.locator("table.before-after").is_visible()
     failure.screenshot(path=str(ARTIFACTS / "report-failure.png"))
 
     # An error opens by its summary like any <details>.

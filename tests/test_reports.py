@@ -435,6 +435,12 @@ def test_report_matrix_cells_match_results(tmp_path):
     assert "AgentError: agent exited 3" in page
     assert "permanent entries kept (2 of 2 remain)" in page and "permanent entries removed (2 of 2 gone)" in page
     assert '<span class="clause failed" title="failed: entries outside the (family, interface) scope' in page
+    # Before/after counts from the evidence snapshots: interface 6 lost its 2 IPv4 entries.
+    assert ('<tr><td>AF_INET</td><td>6 (Ethernet 3)</td><td class="num">2</td><td class="num">0</td>'
+            '<td class="num">2</td><td class="num">0</td></tr>') in page
+    assert ('<tr><td>AF_INET6</td><td>5 (Ethernet 2)</td><td class="num">1</td><td class="num">1</td>'
+            '<td class="num">0</td><td class="num">0</td></tr>') in page
+    assert "neighcheck-agent.exe" in page
     # Clause table: the failing case fails NO-COLLATERAL; for RET-SUCCESS it counts as a pass.
     assert 'data-filter="NO-COLLATERAL win-wine" title="show these cases">7 pass · 1 fail · 1 error</td>' in page
     assert 'data-filter="RET-SUCCESS win-wine" title="show these cases">9 pass · 1 error</td>' in page

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 from harness import __version__ as HARNESS_VERSION
-from harness.reports.model import (CLAUSE_BY_ID, CLAUSES, REPORT_FILE, VERDICTS, Matrix, clause_verdict,
+from harness.reports.model import (CLAUSE_BY_ID, CLAUSES, FAMILY_NAMES, REPORT_FILE, VERDICTS, Matrix, clause_verdict,
                                    device_matrix,
                                    device_names, family_name, is_matrix_case, load_results, overall_verdict,
                                    status_hex, status_name, worst_verdict)
@@ -31,6 +31,7 @@ DIFF_LISTS = (
     ("changed_unseeded", "not seeded by the harness, changed (informational)"),
 )
 ENTRY_COLUMNS = ("address", "family", "ifindex", "lladdr", "state")
+EVIDENCE_INLINE_LIMIT = 8 * 1024 * 1024  # larger evidence is linked, not summarised
 
 
 def esc(value: object) -> str:
@@ -136,6 +137,47 @@ def _diff_html(diff: object) -> str:
     return f'<div class="diff">{"".join(parts)}</div>'
 
 
+def _read_evidence(run_dir: Path, evidence: object) -> dict | None:
+    """The case's evidence file, if it is a JSON object inside the run directory and not huge."""
+    href = _safe_relative_href(evidence)
+    if href is None:
+        return None
+    path = (run_dir / str(evidence)).resolve()
+    try:
+        if run_dir.resolve() not in path.parents or path.stat().st_size > EVIDENCE_INLINE_LIMIT:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _before_after_html(evidence: dict | None, interfaces: dict[int, str]) -> str:
+    """Table counts before and after the flush, per family and interface, from the evidence snapshots."""
+    if not evidence or not isinstance(evidence.get("before"), list) or not isinstance(evidence.get("after"), list):
+        return ""
+
+    def keyed(entries: list) -> dict[tuple, dict]:
+        return {(e.get("family"), e.get("ifindex"), e.get("address")): e for e in entries if isinstance(e, dict)}
+
+    before, after = keyed(evidence["before"]), keyed(evidence["after"])
+    groups: dict[tuple, list[int]] = {}
+    for key in set(before) | set(after):
+        counts = groups.setdefault(key[:2], [0, 0, 0, 0])  # before, after, gone, new
+        counts[0] += key in before
+        counts[1] += key in after
+        counts[2] += key in before and key not in after
+        counts[3] += key in after and key not in before
+    rows = []
+    for (family, ifindex), (n_before, n_after, gone, new) in sorted(groups.items(), key=lambda g: str(g[0])):
+        name = FAMILY_NAMES.get(family, family)
+        interface = f"{ifindex} ({interfaces[ifindex]})" if ifindex in interfaces else ifindex
+        rows.append(f"<tr><td>{esc(name)}</td><td>{esc(interface)}</td><td class=\"num\">{n_before}</td>"
+                    f"<td class=\"num\">{n_after}</td><td class=\"num\">{gone}</td><td class=\"num\">{new}</td></tr>")
+    return ('<table class="before-after"><thead><tr><th>family</th><th>interface</th><th>before</th><th>after</th>'
+            f'<th>gone</th><th>new</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
 def _timings_html(case: dict) -> str:
     timings = case.get("timings")
     if not isinstance(timings, dict) or not timings:
@@ -164,7 +206,7 @@ def _observation_html(observation: object) -> str:
     return f'{head}<details class="raw"><summary>recorded data</summary><pre>{body}</pre></details>'
 
 
-def _case_details(case: dict, run_dir: Path) -> str:
+def _case_details(case: dict, run_dir: Path, interfaces: dict[int, str]) -> str:
     verdict = case["verdict"]
     family = case.get("family")
     interface = case.get("interface") or ("all" if case.get("ifindex") == 0 else "")
@@ -192,6 +234,13 @@ def _case_details(case: dict, run_dir: Path) -> str:
                      f'<p>{esc(erratum.get("reason"))}</p>'
                      + (f"<p>{_link(_safe_web_href(link), link)}</p>" if link else "") + "</div>")
     parts.append("<h5>neighbor table diff</h5>" + _diff_html(case.get("diff")))
+    evidence_data = _read_evidence(run_dir, evidence)
+    before_after = _before_after_html(evidence_data, interfaces)
+    if before_after:
+        parts.append("<h5>table before and after the flush (from the evidence)</h5>" + before_after)
+    if evidence_data and evidence_data.get("call") is not None:
+        call = json.dumps(evidence_data["call"], indent=2, sort_keys=True, default=str)
+        parts.append(f'<details class="raw"><summary>agent call</summary><pre>{esc(call)}</pre></details>')
     if case.get("observation") is not None:
         parts.append("<h5>observation</h5>" + _observation_html(case["observation"]))
     return (f'<details class="case v-{esc(verdict)}" id="{case_anchor(case["id"])}" data-case-id="{esc(case["id"])}">'
@@ -376,6 +425,11 @@ def _errata_html(results: dict) -> str:
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
 
 
+def _interface_names(results: dict, device: object) -> dict[int, str]:
+    entry = next((d for d in results.get("devices", []) if d.get("name") == device), {})
+    return {i.get("index"): str(i.get("name")) for i in entry.get("interfaces", []) if isinstance(i, dict)}
+
+
 def render_report(results: dict, run_dir: Path) -> str:
     devices = device_names(results)
     overall = overall_verdict(results)
@@ -384,7 +438,7 @@ def render_report(results: dict, run_dir: Path) -> str:
     warnings = "".join(f"<li>{esc(w)}</li>" for w in results.get("warnings", []))
     problems = [c for c in results["cases"] if c["verdict"] in PROBLEM_VERDICTS]
     problems.sort(key=lambda c: PROBLEM_VERDICTS.index(c["verdict"]))
-    problem_html = "".join(_case_details(c, run_dir) for c in problems) or "<p>No failures, errors or known deviations.</p>"
+    problem_html = "".join(_case_details(c, run_dir, _interface_names(results, c.get("device"))) for c in problems) or "<p>No failures, errors or known deviations.</p>"
     legend = " ".join(_badge(v, f"{MARKS[v]} = {v}") for v in VERDICTS)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"""<!DOCTYPE html>

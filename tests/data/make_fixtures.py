@@ -211,6 +211,18 @@ def build_runs() -> dict[str, dict]:
     return {name: summarise(results) for name, results in runs.items()}
 
 
+# Evidence snapshots for the failing case (a few entries, enough for the before/after table).
+SNAPSHOTS = {"conformance/test_flush.py::test_flush_scope[win-wine-AF_INET-Ethernet 2]": {
+    "before": [entry("198.51.100.11", 2, 5, "02:00:5e:00:53:0b", "stale"),
+               entry("198.51.100.12", 2, 5, "02:00:5e:00:53:0c", "stale"),
+               entry("198.51.100.21", 2, 6, "02:00:5e:00:53:15", "stale"),
+               entry("198.51.100.22", 2, 6, "02:00:5e:00:53:16", "stale"),
+               entry("2001:db8:0:5::11", 23, 5, "02:00:5e:00:53:0b", "stale")],
+    "after": [entry("2001:db8:0:5::11", 23, 5, "02:00:5e:00:53:0b", "stale")],
+    "call": {"argv": ["neighcheck-agent.exe", "flush", "2", "5"], "reply": {"status": 0, "status_space": "win32"}},
+}}
+
+
 def write_run(run_dir: Path, results: dict) -> None:
     run_dir.mkdir(parents=True)
     for c in results["cases"]:
@@ -218,6 +230,7 @@ def write_run(run_dir: Path, results: dict) -> None:
             path = run_dir / c["evidence"]
             path.parent.mkdir(parents=True, exist_ok=True)
             evidence = {"case_id": c["id"], "synthetic": True, "status_raw": c["status_raw"], "diff": c["diff"]}
+            evidence.update(SNAPSHOTS.get(c["id"], {}))
             path.write_text(json.dumps(evidence, indent=2) + "\n", encoding="utf-8")
     stream = "".join(json.dumps(c) + "\n" for c in results["cases"])
     (run_dir / "results.jsonl").write_text(stream, encoding="utf-8")
