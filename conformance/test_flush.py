@@ -61,10 +61,15 @@ def test_flush_scope(case, dut, planted, device_name, family, selector):
             j.failures = {c: w for c, w in j.failures.items() if c in ("NO-COLLATERAL", "IF-ONE")
                           and ifindex != 0}
             observed = _unspec_observation(reply, j.diff)
+        elif reply.outcome is not Outcome.SUCCESS:
+            # The call failed: RET-SUCCESS is broken, and a failed call must change nothing.
+            case.record.clauses = [*scope.clauses, "RET-SUCCESS", "NOCHANGE-ON-ERROR"]
+            j = judge_unchanged(before, after, planted.entries)
+            expect_status(j, reply, Outcome.SUCCESS, "RET-SUCCESS")
+            observed = None
         else:
             case.record.clauses = [*scope.clauses, "RET-SUCCESS", "NO-COLLATERAL"]
             j = judge_flush(before, after, planted.entries, scope)
-            expect_status(j, reply, Outcome.SUCCESS, "RET-SUCCESS")
             observed = None
     case.conclude(j, observed=observed)
 

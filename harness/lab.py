@@ -296,6 +296,31 @@ class Lab:
         log = (ddir / "sshd.log").read_text() if (ddir / "sshd.log").exists() else ""
         raise UsageError(f"lab: sshd for {device.name} did not start: {log.strip() or 'no log'}")
 
+    def restart_sshd(self, device: Device) -> int:
+        """Stop the device's sshd and every session it serves, then start a fresh one
+        (same host key). Fault-injection tests use it to drop connections."""
+        with self._locked():
+            state = self._load_state()
+            record = state["devices"].get(device.name)
+            if record is None:
+                raise UsageError(f"lab: {device.name} is not up")
+            self.kill_sshd(device, state)
+            record["sshd_pid"] = self._start_sshd(device, Path(record["dir"]))
+            self._save_state(state)
+        self._wait_ssh(device)
+        return record["sshd_pid"]
+
+    def kill_sshd(self, device: Device, state: dict | None = None) -> None:
+        """Kill the device's sshd and its session processes, by pid (the device goes dark)."""
+        state = state or self._load_state()
+        record = state["devices"].get(device.name, {})
+        pid = record.get("sshd_pid")
+        if pid and _pid_alive(pid, record.get("dir", "")):
+            _kill(pid)
+        for line in run("ip", "netns", "pids", device.netns, check=False).stdout.split():
+            if line.isdigit() and _pid_alive(int(line), "sshd"):
+                _kill(int(line), timeout=1.0)
+
     def _wait_ssh(self, device: Device, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
