@@ -302,6 +302,8 @@ link = "https://bugs.example/42"
     assert applied["errata"][0]["status"] == "applied" and applied["errata"][0]["turned_known"] == 1
     assert verdicts(results)[FAIL_ID] == "fail", "apply must not modify its input"
     assert model.overall_verdict(applied) == "FAIL", "the error still fails the run"
+    again = errata.apply(applied, errata.load_errata(path))  # results the plugin already applied it to
+    assert again["errata"][0]["status"] == "applied" and verdicts(again) == verdicts(applied)
 
 
 def test_clause_erratum_and_wildcard_device(tmp_path):

@@ -127,8 +127,8 @@ def apply(results: dict, errata: list[Erratum]) -> dict:
                 case["erratum"] = {key: value for key, value in asdict(erratum).items() if value is not None}
                 turned += 1
         judged = [case["verdict"] for case in matched if case["verdict"] in ("pass", "fail", "known")]
-        if turned:
-            status = "applied"
+        if turned or any(case["verdict"] == "known" for case in matched):
+            status = "applied"  # also when the plugin already made them known during the run
         elif not matched:
             status = "unmatched"
         elif judged and all(verdict == "pass" for verdict in judged) \
