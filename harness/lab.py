@@ -287,7 +287,9 @@ class Lab:
                 mounts.append(f"mount --bind {empty_rc} {rc}")
         script = " && ".join(mounts + [f"exec {SSHD} -f {config} -E {ddir / 'sshd.log'}"])
         pidfile.unlink(missing_ok=True)
-        run("ip", "netns", "exec", device.netns, "sh", "-c", script)
+        # Its own UTS namespace too, so the device reports its own hostname in fingerprints.
+        script = f"hostname {device.netns} && {script}"
+        run("ip", "netns", "exec", device.netns, "unshare", "--uts", "sh", "-c", script)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if pidfile.exists() and pidfile.read_text().strip():

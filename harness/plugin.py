@@ -289,7 +289,10 @@ class NeighcheckRun:
             tr.write_line(terminal_matrix(self.results))
         counts = ", ".join(f"{n} {v}" for v, n in self.results["summary"].items() if n)
         tr.write_line(f"verdicts: {counts or 'none'}")
-        tr.write_line(f"report: {self.run_dir}")
+        for erratum in self.results.get("errata", []):
+            if erratum["status"] == "stale":
+                tr.write_line(f"stale erratum (its cases now pass; remove it): {erratum}", yellow=True)
+        tr.write_line(f"report: {self.run_dir / 'report.html'}")
 
 
 class DeviceClosed(NeighcheckError):
@@ -480,10 +483,29 @@ class ResultsWriter:
             "cases": list(self.cases.values()),
             "summary": summary,
         }
+        if run.errata:
+            from harness.reports.errata import apply
+            results = apply(results, run.errata)  # records which errata applied and which are stale
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(self.run_dir / "results.json")
+        self._seal()
         return results
+
+    def _seal(self) -> None:
+        """The person-readable report, then the manifest (last: it hashes everything else)."""
+        from harness.reports.html import write_report
+        from harness.reports.manifest import write_manifest
+        write_report(self.run_dir)
+        write_manifest(self.run_dir)
+        latest = self.run_dir.parent / "latest"
+        try:
+            if latest.is_symlink():
+                latest.unlink()
+            if not latest.exists():
+                latest.symlink_to(self.run_dir.name)
+        except OSError:
+            pass  # a convenience link only
 
 
 def _git_commit() -> str | None:

@@ -7,10 +7,8 @@ only when no case failed or errored (failures covered by errata count as known).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from harness.errors import UsageError
 from harness.inventory import load_inventory
@@ -79,28 +77,9 @@ def run_suite(args) -> int:
     if not results_path.exists():
         print(f"neighcheck: no results were written (pytest exit {int(code)})")
         return 1
-    _finish_reports(run_dir, out)
     results = json.loads(results_path.read_text())
     summary = results["summary"]
     print(f"report: {run_dir}/report.html" if (run_dir / "report.html").exists() else f"report: {run_dir}")
     if code == pytest.ExitCode.INTERRUPTED:
         return 130
     return 0 if summary.get("fail", 0) == 0 and summary.get("error", 0) == 0 and code == 0 else 1
-
-
-def _finish_reports(run_dir: Path, out: Path) -> None:
-    """HTML report and manifest (the manifest last: it hashes everything else)."""
-    try:
-        from harness.reports.html import write_report
-        from harness.reports.manifest import write_manifest
-    except ImportError:
-        return
-    write_report(run_dir)
-    write_manifest(run_dir)
-    latest = out / "latest"
-    try:
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        os.symlink(run_dir.name, latest)
-    except OSError:
-        pass

@@ -21,28 +21,6 @@ class Verdict(str, Enum):
     KNOWN = "known"  # a failure matched by an erratum (set by the reports, not by cases)
 
 
-# Clause catalog (DESIGN.md §1): id -> (source, judged?)
-CLAUSES: dict[str, tuple[str, bool]] = {
-    "FAM-UNSPEC": ("spec", True),
-    "FAM-INET": ("spec", True),
-    "FAM-INET6": ("spec", True),
-    "IF-ALL": ("spec", True),
-    "IF-ONE": ("spec", True),
-    "RET-SUCCESS": ("spec", True),
-    "RET-INVALID-FAMILY": ("spec", True),
-    "RET-NOSTACK-INET": ("spec", True),
-    "RET-NOSTACK-INET6": ("spec", True),
-    "RET-ACCESS": ("user-mode reference (iphlpapi)", True),
-    "NOCHANGE-ON-ERROR": ("derived", True),
-    "NO-COLLATERAL": ("derived", True),
-    "IDEMPOTENT": ("derived", True),
-    "OBS-PERMANENT": ("observed", False),
-    "OBS-BAD-INDEX": ("observed", False),
-    "OBS-UNSPEC-ONE-STACK": ("observed", False),
-    "OBS-STATES": ("observed", False),
-}
-
-
 @dataclass
 class CaseRecord:
     """Everything the reports need about one case (results.json `cases[]`)."""
