@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -729,3 +730,52 @@ def test_table_of_16k_entries_is_fast(shim_lab):
         assert statistics.median(t.cpu_ms for t in times) < 150
     finally:
         drop_big(ns, "eth2")
+
+
+GC_THRESH = [Path(f"/proc/sys/net/ipv4/neigh/default/gc_thresh{i}") for i in (1, 2, 3)]
+
+
+@contextmanager
+def gc_headroom(entries: int):
+    """Raises the host-global IPv4 gc thresholds when they are too low for `entries` dynamic
+    entries, and puts back the exact values read, unless someone else changed them meanwhile
+    (the embedded lab raises them too)."""
+    mine = {}
+    for path, want in zip(GC_THRESH, (entries * 2, entries * 4, entries * 8)):
+        original = int(path.read_text())
+        if original < want:
+            path.write_text(str(want))
+            mine[path] = (original, want)
+    try:
+        yield
+    finally:
+        for path, (original, want) in mine.items():
+            if int(path.read_text()) == want:
+                path.write_text(str(original))
+
+
+@pytest.mark.skipif(not os.environ.get("NECK_SHIM_BENCH"), reason="benchmark: set NECK_SHIM_BENCH=1")
+@pytest.mark.parametrize("count", [1024, 16384])
+def test_bench_table_and_flush(shim_lab, count):
+    """Numbers for the report (run with -s). Table reads use permanent entries; flush needs
+    dynamic (stale) ones, so the gc thresholds get headroom for the duration."""
+    ns = shim_lab.dev
+    eth2 = shim_lab.ifindex(ns, "eth2")
+    add_batch(ns, big_seeds("eth2", count))
+    try:
+        awk = timed(shim_argv(ns, "table", AF_INET))
+        sh = timed(shim_argv(ns, "table", AF_INET), env=env_with(NECK_SHIM_NO_AWK="1"), repeat=3)
+        ip_only = timed(["ip", "-n", ns, "-4", "neigh", "show", "nud", "all"])
+    finally:
+        drop_big(ns, "eth2")
+    flushes = []
+    with gc_headroom(count + 4096):
+        for _ in range(3):
+            add_batch(ns, big_seeds("eth2", count, state="stale"))
+            assert sum(1 for k in kernel_table(ns, AF_INET) if k[1] == eth2) >= count
+            flushes += timed(shim_argv(ns, "flush", AF_INET, eth2), repeat=1)
+            assert not [k for k, row in kernel_table(ns, AF_INET).items()
+                        if k[1] == eth2 and row.state not in KEPT_BY_FLUSH]
+    print(f"\n{count} entries: table awk {summary(awk)}\n{count} entries: table sh  {summary(sh)}"
+          f"\n{count} entries: ip neigh show alone {summary(ip_only)}"
+          f"\n{count} entries: flush 2 eth2 {summary(flushes)}")

@@ -22,6 +22,7 @@
 # "admin" means CAP_NET_ADMIN in the effective set (uid 0 counts only through it), falling
 # back to uid 0 when /proc/self/status cannot be read.
 
+# shellcheck disable=SC2086  # unquoted expansions split ip's output and optional flags on purpose
 set -f          # word splitting is used to parse ip's output: never glob
 NL='
 '
@@ -37,7 +38,7 @@ ATTEMPTS=3      # bounded retries of a flush or dump that raced with table chang
 
 # replace_all STRING FROM TO -> R
 replace_all() {
-    R= _rs=$1
+    R='' _rs=$1
     while :; do
         case $_rs in
             *"$2"*) R=$R${_rs%%"$2"*}$3; _rs=${_rs#*"$2"} ;;
@@ -151,7 +152,7 @@ have_inet6() {
 }
 
 is_admin() {
-    _euid= _cap=
+    _euid='' _cap=''
     if [ -r /proc/self/status ]; then
         while read -r _k _a _b _rest; do
             case $_k in
@@ -173,7 +174,7 @@ is_admin() {
 # none) and LINKMAP (" name=index " words, for lookups with case patterns).
 load_links() {
     _out=$(ip -o link show) || return 1
-    LINKS= LINKMAP=' '
+    LINKS='' LINKMAP=' '
     _oifs=$IFS IFS=$NL
     for _line in $_out; do
         IFS=' '
@@ -272,7 +273,7 @@ verb_stacks() {
 
 verb_info() {
     need_args $# 0 info ''
-    _kernel= _host=
+    _kernel='' _host=''
     read -r _kernel 2>/dev/null </proc/sys/kernel/osrelease || _kernel=$(uname -r 2>/dev/null)
     read -r _host 2>/dev/null </proc/sys/kernel/hostname || _host=$(uname -n 2>/dev/null)
     if is_admin; then _admin=true; else _admin=false; fi
@@ -333,7 +334,7 @@ table_entries_sh() {
         IFS=' '
         set -- $_line
         [ $# -gt 0 ] || continue
-        _addr=$1 _dev= _ll=null _router=false _state=incomplete
+        _addr=$1 _dev='' _ll=null _router=false _state=incomplete
         shift
         while [ $# -gt 0 ]; do
             case $1 in

@@ -6,6 +6,7 @@
 # Should break: FAM-UNSPEC / FAM-INET / FAM-INET6 and IF-ALL / IF-ONE (whichever scope is asked).
 # Every other verb passes through to the real shim unchanged.
 SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+set -f  # ip output is split into words below: never glob
 
 # entries IP_FAMILY_FLAG -> lines "ADDR DEV LLADDR STATE" ("-" when absent)
 entries() {

@@ -6,6 +6,7 @@
 # Calls the shim refuses (bad family, missing stack, missing index) pass through unchanged,
 # as does every other verb.
 SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+set -f  # ip output is split into words below: never glob
 
 # entries IP_FAMILY_FLAG -> lines "ADDR DEV LLADDR STATE" ("-" when absent)
 entries() {
