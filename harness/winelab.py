@@ -96,14 +96,21 @@ def _prefix_lock(prefix_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float, what: str) -> None:
-    try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DeviceError(f"{what}: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
-    if proc.returncode != 0:
-        raise DeviceError(f"{what}: `{' '.join(argv)}` exited {proc.returncode}: "
-                          f"{(proc.stderr or proc.stdout).strip()[:500]}")
+def _run(argv: list[str], env: dict[str, str], timeout: float, what: str,
+         check: bool = True) -> None:
+    # stdout to /dev/null and stderr to a file, never pipes: services started by this
+    # process inherit its handles and would keep a pipe open after it exits.
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"{what}: `{' '.join(argv)}` did not finish within "
+                              f"{timeout:g} s") from None
+        if check and proc.returncode != 0:
+            stderr.seek(0)
+            raise DeviceError(f"{what}: `{' '.join(argv)}` exited {proc.returncode}: "
+                              f"{stderr.read().decode(errors='replace').strip()[-500:]}")
 
 
 def prefix_ready(prefix_dir: Path) -> bool:
@@ -113,8 +120,9 @@ def prefix_ready(prefix_dir: Path) -> bool:
 def prepare_prefix(prefix_dir: Path, timeout: float = PREFIX_TIMEOUT_S) -> None:
     """Create a 64-bit WINEPREFIX at prefix_dir unless it is already complete (idempotent).
 
-    Runs `wineboot --init` headless, then waits for that prefix's transient wineserver to
-    exit (`wineserver -w`), so the next server for the prefix can start in a namespace.
+    Runs `wineboot --init` headless, then ends that prefix's transient wineserver, so the
+    next server for the prefix can start in a namespace. `wineserver -k` rather than waiting
+    for the server to go idle: the registry is saved all the same, and it saves ~5 s.
     """
     require_wine()
     prefix_dir = Path(prefix_dir).resolve()
@@ -128,8 +136,11 @@ def prepare_prefix(prefix_dir: Path, timeout: float = PREFIX_TIMEOUT_S) -> None:
         env = wine_env(prefix_dir)
         deadline = time.monotonic() + timeout
         _run([WINE, "wineboot", "--init"], env, timeout, f"creating WINEPREFIX {prefix_dir}")
+        # -k exits 1 when the server is already gone; -w then confirms it is.
+        _run([WINESERVER, "-k"], env, max(1.0, deadline - time.monotonic()),
+             f"stopping the wineserver of {prefix_dir}", check=False)
         _run([WINESERVER, "-w"], env, max(1.0, deadline - time.monotonic()),
-             f"waiting for the wineserver of {prefix_dir}")
+             f"waiting for the wineserver of {prefix_dir} to exit")
         if not (prefix_dir / "system.reg").is_file():
             raise DeviceError(f"wineboot finished but {prefix_dir} has no system.reg")
         (prefix_dir / READY_MARKER).write_text("created by harness.winelab.prepare_prefix\n")
