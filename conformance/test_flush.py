@@ -20,7 +20,7 @@ STACK_NAME = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 def expect_status(j: Judgement, reply, expected: Outcome, clause: str) -> None:
     if reply.outcome is not expected:
-        got = reply.error or describe(reply.raw, reply.space)
+        got = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
         j.fail(clause, f"expected {expected.value}, got {reply.outcome.value} ({got})")
 
 

@@ -22,6 +22,7 @@ from harness.judging import Key, index
 from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_entries
 from harness.responder import Responder
 from harness.ssh import SshSession
+from harness.status import Outcome, describe
 
 LOCK_PATH = "/run/lock/neighcheck.lock"
 VERIFY_TIMEOUT = 5.0
@@ -106,6 +107,8 @@ class DeviceUnderTest:
         self.interfaces: list[dict[str, Any]] = []
         self.links: list[LinkUnderTest] = []
         self._leftovers: dict[Key, str] = {}  # planted and not yet removed
+        self.read_families: tuple[int, ...] = (0,)
+        self.delete_supported = True
 
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
@@ -116,6 +119,7 @@ class DeviceUnderTest:
         self.agent = self._make_agent()
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
         self.stacks = self.agent.stacks()
+        self.read_families = self._readable_families()
         self.interfaces = self.agent.interfaces()
         self.links = [self._resolve(link, slot) for slot, link in enumerate(self.device.links)]
         self.responder = Responder(self.inventory.test_interfaces)
@@ -127,8 +131,31 @@ class DeviceUnderTest:
     def _make_agent(self) -> Agent:
         if self.device.os == "windows" and not self.device.agent.command:
             from harness.windows import windows_agent
-            return windows_agent(self.device, self.session)
+            return windows_agent(self.device, self.session, self.inventory)
         return Agent(self.device, self.session)
+
+    def _readable_families(self) -> tuple[int, ...]:
+        """Which `table` reads work: (0,) when AF_UNSPEC does, else each family that does.
+
+        Some implementations refuse AF_UNSPEC or a family's table (Wine answers only
+        AF_INET); seeds are planted only where the harness can see them land."""
+        assert self.agent is not None
+        if self.agent.table(0).status.outcome is Outcome.SUCCESS:
+            return (0,)
+        families = tuple(fam for fam, stack in ((AF_INET, "ipv4"), (AF_INET6, "ipv6"))
+                         if self.stacks.get(stack) and
+                         self.agent.table(fam).status.outcome is Outcome.SUCCESS)
+        if not families:
+            raise DeviceError(f"device {self.device.name!r}: the agent cannot read the neighbor "
+                              "table for any family")
+        unreadable = [name for fam, name in ((AF_INET, "IPv4"), (AF_INET6, "IPv6"))
+                      if fam not in families and self.stacks.get(name.lower())]
+        if unreadable:
+            self.fingerprint["unreadable_tables"] = ", ".join(unreadable)
+        return families
+
+    def readable(self, family: int) -> bool:
+        return 0 in self.read_families or family in self.read_families
 
     def _resolve(self, link: TestLink, slot: int) -> LinkUnderTest:
         match = [i for i in self.interfaces if i.get("name") == link.device_if]
@@ -140,8 +167,8 @@ class DeviceUnderTest:
         mac = iface.get("mac")
         if not isinstance(mac, str):
             raise DeviceError(f"device {self.device.name!r}: interface {link.device_if!r} has no MAC")
-        v6 = link.device_v6 if self.stacks.get("ipv6") else None
-        v4 = link.device_v4 if self.stacks.get("ipv4") else None
+        v6 = link.device_v6 if self.stacks.get("ipv6") and self.readable(AF_INET6) else None
+        v4 = link.device_v4 if self.stacks.get("ipv4") and self.readable(AF_INET) else None
         target = LinkTarget(harness_if=link.harness_if, device_mac=mac.lower(),
                             device_v4=str(v4.ip) if v4 else None,
                             device_v6=str(v6.ip) if v6 else None,
@@ -189,20 +216,16 @@ class DeviceUnderTest:
         return max(int(i["index"]) for i in self.interfaces) + 1000
 
     def table(self) -> tuple[Neighbor, ...]:
+        """The device's whole readable table (one agent call where AF_UNSPEC reads work)."""
         assert self.agent is not None
-        reply = self.agent.table(0)
-        if reply.status.outcome.value != "SUCCESS":
-            # A single-stack device may refuse AF_UNSPEC reads; read the families it has.
-            entries: list[Neighbor] = []
-            for family, stack in ((AF_INET, "ipv4"), (AF_INET6, "ipv6")):
-                if self.stacks.get(stack):
-                    part = self.agent.table(family)
-                    if part.status.outcome.value != "SUCCESS":
-                        raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
-                                          f"status {part.status.raw}")
-                    entries += part.entries
-            return tuple(entries)
-        return reply.entries
+        entries: list[Neighbor] = []
+        for family in self.read_families:
+            part = self.agent.table(family)
+            if part.status.outcome is not Outcome.SUCCESS:
+                raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
+                                  f"{describe(part.status.raw, part.status.space)}")
+            entries += part.entries
+        return tuple(entries)
 
     def seed(self) -> Planted:
         """Plant every link's seeds by traffic and wait until the device shows all of them."""
@@ -265,10 +288,14 @@ class DeviceUnderTest:
                         if line.strip() and "No such file or directory" not in line]
             if result.exit_status != 0 and problems:
                 raise DeviceError(f"device {self.device.name!r}: cleanup failed: {'; '.join(problems[:3])}")
-        else:
+        elif self.delete_supported:
             assert self.agent is not None
             for family, ifx, addr in keys:
-                self.agent.delete(family, ifx, addr)
+                if self.agent.delete(family, ifx, addr).error == "not-exported":
+                    # Nothing else in the protocol can remove an entry: say so once, stop trying.
+                    self.delete_supported = False
+                    self.fingerprint["cleanup"] = "impossible: the agent cannot delete entries"
+                    break
         for key in keys:
             self._leftovers.pop(key, None)
 

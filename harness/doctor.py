@@ -33,7 +33,7 @@ def harness_link_up(name: str) -> bool | None:
     return bool(int(flags.read_text(), 16) & IFF_UP)
 
 
-def check_device(device: Device) -> Check:
+def check_device(device: Device, inventory: Inventory) -> Check:
     check = Check(device.name)
     session = SshSession(device.name, device.ssh)
     try:
@@ -41,7 +41,7 @@ def check_device(device: Device) -> Check:
         check.facts["ssh"] = "ok (host key verified, authenticated)"
         if device.os == "windows" and not device.agent.command:
             from harness.windows import windows_agent
-            agent = windows_agent(device, session)
+            agent = windows_agent(device, session, inventory)
         else:
             agent = Agent(device, session)
         info = agent.info()
@@ -82,7 +82,7 @@ def check_device(device: Device) -> Check:
 
 
 def doctor(inventory: Inventory, names: list[str] | None = None) -> int:
-    checks = [check_device(d) for d in inventory.select(names)]
+    checks = [check_device(d, inventory) for d in inventory.select(names)]
     for check in checks:
         print(f"{check.device}: {'OK' if check.ok else 'UNUSABLE'}")
         for key, value in check.facts.items():

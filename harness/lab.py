@@ -224,7 +224,24 @@ class Lab:
             device_addrs = [str(a) for a in (link.device_v4, link.device_v6 if lab.ipv6 else None)
                             if a is not None]
             self._veth(ns, link.harness_if, link.device_if, record, state, harness_addrs, device_addrs)
+        if device.os == "windows":
+            self._start_wine(device, ddir, record, state)
         record["sshd_pid"] = self._start_sshd(device, ddir)
+        self._save_state(state)
+
+    def _start_wine(self, device: Device, ddir: Path, record: dict, state: dict) -> None:
+        """A Windows lab device is Wine in the namespace: its own prefix (a hard-linked clone of
+        a cached template) and a persistent wineserver started inside the namespace before any
+        SSH session, so Wine's services (which answer the network queries) live there."""
+        from harness import winelab
+        winelab.require_wine()
+        template = winelab.default_cache_dir() / "prefix-template"
+        winelab.prepare_prefix(template)
+        prefix = ddir / "prefix"
+        winelab.clone_prefix(template, prefix)
+        record["wine_prefix"] = str(prefix)
+        self._save_state(state)
+        record["wineserver_pid"] = winelab.start_wineserver(device.netns, prefix)
         self._save_state(state)
 
     def _veth(self, ns: str, harness_if: str, device_if: str, record: dict, state: dict,
@@ -273,6 +290,7 @@ class Lab:
             "ClientAliveInterval 30",
             "Subsystem sftp internal-sftp",
             "LogLevel ERROR",
+            *self._session_env(device, ddir),
             "",
         ]))
         empty_rc = ddir / "empty_rc"
@@ -322,6 +340,15 @@ class Lab:
         for line in run("ip", "netns", "pids", device.netns, check=False).stdout.split():
             if line.isdigit() and _pid_alive(int(line), "sshd"):
                 _kill(int(line), timeout=1.0)
+
+    @staticmethod
+    def _session_env(device: Device, ddir: Path) -> list[str]:
+        """SSH sessions on a Wine device find their prefix and wineserver through these."""
+        if device.os != "windows":
+            return []
+        from harness.winelab import wine_env
+        env = wine_env(ddir / "prefix", base={})
+        return ["SetEnv " + " ".join(f'{k}="{v}"' for k, v in sorted(env.items()))]
 
     def _wait_ssh(self, device: Device, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -377,6 +404,11 @@ class Lab:
         if pid and _pid_alive(pid, str(ddir)):
             _kill(pid)
             did = True
+        wine_pid = record.get("wineserver_pid")
+        if wine_pid and record.get("wine_prefix") and Path(f"/proc/{wine_pid}").exists():
+            from harness.winelab import stop_wineserver
+            stop_wineserver(wine_pid, Path(record["wine_prefix"]))
+            did = True
         if ns in _namespaces():
             # Whatever else still runs in the namespace (sshd's children, wineserver...).
             for line in run("ip", "netns", "pids", ns, check=False).stdout.split():
@@ -402,8 +434,10 @@ class Lab:
         ddir = record.get("dir") or str(self.dir / device.name)
         links = {device.lab.mgmt_harness_if: _link_exists(device.lab.mgmt_harness_if)} if device.lab else {}
         links.update({link.harness_if: _link_exists(link.harness_if) for link in device.links})
-        return DeviceStatus(device.name, device.netns in _namespaces(),
-                            _pid_alive(record.get("sshd_pid"), ddir), links)
+        sshd = _pid_alive(record.get("sshd_pid"), ddir)
+        if device.os == "windows":  # its Wine services must be up too
+            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver")
+        return DeviceStatus(device.name, device.netns in _namespaces(), sshd, links)
 
     def status(self) -> list[DeviceStatus]:
         state = self._load_state()

@@ -236,14 +236,15 @@ class NeighcheckRun:
     def _apply_errata(self, record: CaseRecord, report) -> None:
         if record.verdict != Verdict.FAIL.value:
             return
-        for erratum in self.errata:
-            if erratum.matches(record.device, record.name, record.failed_clauses or record.clauses):
-                record.verdict = Verdict.KNOWN.value
-                record.reason = f"{record.reason} [known: {erratum.reason}" + \
-                    (f" {erratum.link}]" if erratum.link else "]")
-                report.outcome = "skipped"  # pytest's convention for a known failure: xfail
-                report.wasxfail = f"known issue: {erratum.reason}"
-                return
+        from harness.reports.errata import covers
+        excuse = covers(self.errata, record.to_dict())
+        if excuse:
+            erratum = excuse[0]
+            record.verdict = Verdict.KNOWN.value
+            record.reason = f"{record.reason} [known: {erratum.reason}" + \
+                (f" {erratum.link}]" if erratum.link else "]")
+            report.outcome = "skipped"  # pytest's convention for a known failure: xfail
+            report.wasxfail = f"known issue: {erratum.reason}"
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(self, config, report):

@@ -109,6 +109,22 @@ def load_errata(path: Path | str) -> list[Erratum]:
     return [_entry(path, index, raw) for index, raw in enumerate(entries, start=1)]
 
 
+def covers(errata: list[Erratum], case: dict) -> list[Erratum]:
+    """The errata that together excuse a failed case, or [] when they do not excuse all of it.
+
+    A case erratum covers the whole case; clause errata cover only their clauses, and every
+    clause the case failed must be covered: an erratum for RET-SUCCESS must not hide a
+    NO-COLLATERAL failure found by the same case.
+    """
+    device, name = case.get("device"), case.get("name")
+    failed = set(case.get("failed_clauses") or case.get("clauses") or [])
+    for erratum in errata:
+        if erratum.case is not None and erratum.matches(device, name, failed):
+            return [erratum]
+    by_clause = [e for e in errata if e.clause is not None and e.matches(device, name, failed)]
+    return by_clause if failed and failed <= {e.clause for e in by_clause} else []
+
+
 def apply(results: dict, errata: list[Erratum]) -> dict:
     """A copy of the results with errata applied and `results["errata"]` saying what each did.
 
@@ -117,15 +133,19 @@ def apply(results: dict, errata: list[Erratum]) -> dict:
     matches no case in this run) or inconclusive (it matches only errors, skips or observations).
     """
     results = copy.deepcopy(results)
+    turned_by: dict[int, int] = {}
+    for case in results["cases"]:
+        if case["verdict"] == "fail":
+            excuse = covers(errata, case)
+            if excuse:
+                case["verdict"] = "known"
+                case["erratum"] = {key: value for key, value in asdict(excuse[0]).items() if value is not None}
+                for erratum in excuse:
+                    turned_by[erratum.index] = turned_by.get(erratum.index, 0) + 1
     report = []
     for erratum in errata:
         matched = [case for case in results["cases"] if erratum.matches_case(case)]
-        turned = 0
-        for case in matched:
-            if case["verdict"] == "fail":
-                case["verdict"] = "known"
-                case["erratum"] = {key: value for key, value in asdict(erratum).items() if value is not None}
-                turned += 1
+        turned = turned_by.get(erratum.index, 0)
         judged = [case["verdict"] for case in matched if case["verdict"] in ("pass", "fail", "known")]
         if turned or any(case["verdict"] == "known" for case in matched):
             status = "applied"  # also when the plugin already made them known during the run
