@@ -82,7 +82,7 @@ class NeighcheckRun:
         self.seeder = None
         self.writer: ResultsWriter | None = None
         self.active = False  # True once a conformance item is collected
-        self.lab_to_take_down = None
+        self._lab_was_down = False
         self._errata = None
         if _is_worker(config):
             self.run_dir = Path(config.workerinput["neighcheck_run_dir"])
@@ -195,14 +195,21 @@ class NeighcheckRun:
         items.sort(key=lambda i: order.get(_device_of(i) or "", -1))
         for item in ours:
             item.add_marker(pytest.mark.xdist_group(_device_of(item)))
-        if not _is_worker(config):
-            self.writer = ResultsWriter(self.run_dir)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session) -> None:
+        """Controller only (xdist workers start later): note whether the lab is down now.
+        A lab this run brings up, this run takes down again (hygiene); one that was already
+        up (make run, a developer's shell) is left as found."""
+        if _is_worker(self.config) or os.geteuid() != 0:
+            return
+        try:
             from harness.lab import Lab
             lab_devices = tuple(d for d in self.devices if d.lab is not None)
-            # A lab this run brings up, this run takes down again (hygiene); one that was
-            # already up (make run, a developer's shell) is left as found.
-            if lab_devices and os.geteuid() == 0 and not Lab(self.inventory).is_up(lab_devices):
-                self.lab_to_take_down = Lab(self.inventory)
+            if lab_devices and not Lab(self.inventory).is_up(lab_devices):
+                self._lab_was_down = True
+        except (pytest.UsageError, NeighcheckError):
+            pass  # not a conformance run, or the error shows when cases are collected
 
     def pytest_runtest_teardown(self, item, nextitem) -> None:
         device = _device_of(item)
@@ -261,7 +268,10 @@ class NeighcheckRun:
         return report
 
     def pytest_runtest_logreport(self, report) -> None:
-        if self.writer is not None and hasattr(report, "neighcheck_case"):
+        # On the controller (xdist) or the only process: workers' reports arrive here too.
+        if hasattr(report, "neighcheck_case") and not _is_worker(self.config):
+            if self.writer is None:
+                self.writer = ResultsWriter(self.run_dir)
             self.writer.append(report.neighcheck_case)
 
     def pytest_sessionfinish(self, session, exitstatus) -> None:
@@ -274,8 +284,9 @@ class NeighcheckRun:
             self.seeder.close()
         if self.writer is not None:
             self.results = self.writer.finish(self, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-        if self.lab_to_take_down is not None:
-            self.lab_to_take_down.down()
+        if self.writer is not None and self._lab_was_down:
+            from harness.lab import Lab
+            Lab(self.inventory).down()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.writer is None or not getattr(self, "results", None):
