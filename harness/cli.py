@@ -16,7 +16,7 @@ from harness.errors import NeighcheckError, UsageError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, exit 2
-        self.exit(2, f"neighcheck: error: {message} (see neighcheck {self.prog.split()[-1]} --help)\n")
+        self.exit(2, f"neighcheck: error: {message} (see {self.prog} --help)\n")
 
 
 def _inventory(args):
@@ -52,6 +52,10 @@ def cmd_doctor(args) -> int:
 
 def cmd_run(args) -> int:
     from harness.runner import run_suite
+    extra = list(args.pytest_args or [])
+    if extra and extra[0] != "--":  # a stray word would reach pytest as a test path
+        raise UsageError(f"run: unexpected argument {extra[0]!r}; pytest options go after -- "
+                         "(e.g. neighcheck run -- -k scope)")
     return run_suite(args)
 
 
@@ -64,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neighcheck", description="Conformance harness for FlushIpNetTable2.")
     parser.add_argument("--version", action="version", version=f"neighcheck {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.set_defaults(subcommands=sub.choices)  # main() reports stray arguments on their verb
 
     def with_devices(p):
         p.add_argument("--devices", default="devices.toml", metavar="FILE",
@@ -103,8 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would blame the top-level parser; name the verb's help instead
+        verb = args.subcommands.get(getattr(args, "command", None), parser)
+        verb.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; return its exit code (also for argparse errors, --help and --version)."""
+    try:
+        args = _parse(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return int(args.func(args) or 0)
     except NeighcheckError as exc:
