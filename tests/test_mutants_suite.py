@@ -37,10 +37,14 @@ EXPECTED = {
 
 
 def inventory_with_agent(tmp_path: Path, command: list[str]) -> Path:
+    """The default lab inventory with `command` as the Linux devices' agent."""
     text = DEFAULT_INVENTORY.read_text().replace('".lab', f'"{REPO}/.lab')
     agent = "[device.agent]\ncommand = " + json.dumps(command) + "\n[device.lab]"
+    head, *devices = re.split(r"^(?=\[\[device\]\]$)", text, flags=re.M)
+    devices = [re.sub(r"^\[device\.lab\]$", agent, d, flags=re.M) if 'os = "linux"' in d else d
+               for d in devices]
     path = tmp_path / "devices.toml"
-    path.write_text(re.sub(r"^\[device\.lab\]$", agent, text, flags=re.M))
+    path.write_text(head + "".join(devices))
     return path
 
 
@@ -48,7 +52,9 @@ def run_suite(tmp_path: Path, command: list[str]) -> dict:
     inventory = inventory_with_agent(tmp_path, command)
     out = tmp_path / "reports"
     proc = subprocess.run([str(REPO / ".venv/bin/neighcheck"), "run", "--devices", str(inventory),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "--device", "linux-a", "--device", "linux-b", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.is_dir(), f"the run wrote no report: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
     [run_dir] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     results = json.loads((run_dir / "results.json").read_text())
     results["_exit"] = proc.returncode

@@ -279,8 +279,25 @@ def write_errata(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_errata_file_is_an_empty_list():
-    assert errata.load_errata(REPO / "errata.toml") == []
+def test_default_errata_cover_only_the_wine_device_and_only_by_clause():
+    entries = errata.load_errata(REPO / "errata.toml")
+    assert entries, "the default errata record Wine's missing FlushIpNetTable2 export"
+    assert {e.device for e in entries} == {"win-wine"}
+    assert all(e.clause and e.case is None and "FlushIpNetTable2" in e.reason for e in entries)
+
+
+def test_clause_errata_must_cover_every_failed_clause(tmp_path):
+    path = write_errata(tmp_path, '''
+[[erratum]]
+device = "*"
+clause = "RET-SUCCESS"
+reason = "known status bug"
+''')
+    entries = errata.load_errata(path)
+    only_status = {"device": "d", "name": "n", "verdict": "fail", "failed_clauses": ["RET-SUCCESS"]}
+    also_collateral = dict(only_status, failed_clauses=["RET-SUCCESS", "NO-COLLATERAL"])
+    assert errata.covers(entries, only_status)
+    assert errata.covers(entries, also_collateral) == []  # never hides the collateral damage
 
 
 def test_erratum_turns_a_fail_into_known_and_keeps_the_reason(tmp_path):
