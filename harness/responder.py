@@ -57,7 +57,7 @@ _UNSPECIFIED_V6 = bytes(16)
 # Classic BPF, hand-assembled: accept ARP requests and ICMPv6 NS (next header straight after
 # the fixed IPv6 header, which is how NDP is sent), drop everything else.
 _BPF_LD_H_ABS, _BPF_LD_B_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
-_FILTER = [
+REQUEST_FILTER = [
     (_BPF_LD_H_ABS, 0, 0, 12),                      # 0: A = ethertype
     (_BPF_JEQ_K, 0, 2, ETH_P_ARP),                  # 1: ARP? -> 2, else -> 4
     (_BPF_LD_H_ABS, 0, 0, 20),                      # 2: A = ARP opcode
@@ -86,7 +86,7 @@ def open_listen_socket(ifname: str) -> socket.socket:
     # unfiltered frame can slip in between socket() and setsockopt().
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        _attach_filter(sock, _FILTER)
+        _attach_filter(sock, REQUEST_FILTER)
         try:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:
@@ -138,6 +138,7 @@ class Responder:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._answered_arp = self._answered_ns = self._ignored = self._dropped = 0
+        self._failure: BaseException | None = None
 
     # --- what to answer ---------------------------------------------------------------------
 
@@ -198,6 +199,9 @@ class Responder:
                 self._wake = -1
         if thread is not None and thread.is_alive():
             raise SeedingError(f"the responder thread did not stop within {timeout} s")
+        if self._failure is not None:
+            raise SeedingError(f"the responder thread failed: {self._failure!r}; seeded "
+                               f"entries may have decayed") from self._failure
 
     def __enter__(self) -> Responder:
         self.start()
@@ -209,6 +213,12 @@ class Responder:
     # --- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve_forever()
+        except BaseException as exc:  # surfaced by stop(): a dead responder must not go unseen
+            self._failure = exc
+
+    def _serve_forever(self) -> None:
         poller = select.poll()
         poller.register(self._wake, select.POLLIN)
         watched: dict[int, _LinkState] = {}

@@ -16,8 +16,8 @@ import errno
 import fcntl
 import functools
 import ipaddress
-import socket
 import os
+import socket
 import struct
 import threading
 import time
@@ -34,8 +34,9 @@ AF_INET6_WIN = 23
 # overlap whatever their counts. 16,384 is the largest per-link table the harness plans; a
 # /16 pool therefore holds 4 slots, a wider pool more.
 SLOT_BLOCK_V4 = 16384
-# IPv6 seeds: interface identifier 5eSS:0:II:IIII (SS = slot, I = index + 1) inside the link's
-# /64, a pattern no SLAAC/EUI-64 or hand-picked ::1-style address uses.
+# IPv6 seeds: interface identifier 5eSS:0:IIII:IIII (SS = slot, I = index + 1, skipping the
+# device's own address) inside the link's /64, a pattern no SLAAC/EUI-64 or hand-picked
+# ::1-style address uses.
 _V6_IID_MARK = 0x5E00
 # Fallback when the inventory gives no /64 for the link: one documentation /64 per slot
 # (2001:db8:5e00:SS::/64). Off-link NS sources do create entries on Linux 6.x (measured).
@@ -190,11 +191,11 @@ def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
     return socket.if_nametoindex(ifname)
 
 
-def open_link_socket(ifname: str, protocol: int = 0) -> socket.socket:
-    """A raw AF_PACKET socket bound to ifname. protocol 0 receives nothing (send only)."""
+def open_link_socket(ifname: str) -> socket.socket:
+    """A raw AF_PACKET socket bound to ifname for sending; protocol 0 queues nothing received."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        sock.bind((ifname, protocol))
+        sock.bind((ifname, 0))
     except OSError:
         sock.close()
         raise
@@ -247,7 +248,7 @@ class Seeder:
         sockets = self._sockets.setdefault(ifname, [])
         while len(sockets) < count:
             sockets.append(open_link_socket(ifname))
-        return sockets
+        return sockets[:count]
 
     def _send_sharded(self, link: LinkTarget, entries: Sequence[SeedEntry],
                       sockets: list[socket.socket]) -> int:

@@ -33,7 +33,7 @@ from harness.packets import (
     parse_arp_request,
     parse_neighbor_solicit,
 )
-from harness.responder import _FILTER
+from harness.responder import REQUEST_FILTER
 from harness.seeding import LinkTarget, SeedEntry, address_plan, missing_entries, verify_present
 
 DEVICE_MAC = "0a:1b:2c:3d:4e:5f"
@@ -222,8 +222,8 @@ def test_responder_filter_passes_only_arp_requests_and_ns() -> None:
         bytes(Ether() / IPv6() / UDP()),
         bytes(Ether(type=0x0806)),  # truncated: the kernel rejects out-of-frame loads
     ]
-    assert all(_run_bpf(_FILTER, f) > len(f) for f in passes)
-    assert all(_run_bpf(_FILTER, f) == 0 for f in blocked)
+    assert all(_run_bpf(REQUEST_FILTER, f) > len(f) for f in passes)
+    assert all(_run_bpf(REQUEST_FILTER, f) == 0 for f in blocked)
 
 
 # --- the address plan ----------------------------------------------------------------------------

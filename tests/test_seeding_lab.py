@@ -9,6 +9,7 @@ The lab helpers here are also used by tests/bench_seeding.py.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -212,12 +213,12 @@ def _gone_or_failed(rows: list[dict], ifindex: int, entries: list[SeedEntry]) ->
 
 @lab_needed
 @pytest.mark.lab
-@pytest.mark.parametrize("count", [16, 4096])
-def test_seeding_lands_exactly_the_plan(clean_lab: SeedLab, count: int) -> None:
+@pytest.mark.parametrize("count, workers", [(16, None), (4096, 2), (4096, 1)])
+def test_seeding_lands_exactly_the_plan(clean_lab: SeedLab, count: int, workers: int) -> None:
     lab = clean_lab
     plan = address_plan(0, count, lab.link)
     assert len(plan) == 2 * count
-    with neigh_gc_room(count), Seeder([lab.harness_if]) as seeder:
+    with neigh_gc_room(count), Seeder([lab.harness_if], workers=workers) as seeder:
         stats = seeder.send(lab.link, plan)
         assert stats.frames == 2 * count
         result = verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=5.0)
@@ -230,6 +231,43 @@ def test_seeding_lands_exactly_the_plan(clean_lab: SeedLab, count: int) -> None:
     assert got == want, (f"missing {sorted(want - got)[:5]} ({len(want - got)}), "
                          f"extra {sorted(got - want)[:5]} ({len(got - want)})")
     assert all(r["state"] in ("stale", "delay", "probe", "reachable") for r in rows)
+
+
+@lab_needed
+@pytest.mark.lab
+def test_paced_seeding_takes_its_time_and_lands(clean_lab: SeedLab) -> None:
+    lab = clean_lab
+    plan = address_plan(0, 500, lab.link)
+    with Seeder([lab.harness_if], pace=10_000) as seeder:
+        stats = seeder.send(lab.link, plan)
+    assert stats.seconds >= 0.09, "1,000 frames at 10,000/s take at least 0.1 s"
+    verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=3.0)
+
+
+class _FlakySocket:
+    """Refuses the first `refusals` sends with `error`, then records frames."""
+
+    def __init__(self, refusals: int, error: int) -> None:
+        self.refusals, self.error, self.sent = refusals, error, []
+
+    def send(self, frame: bytes) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError(self.error, os.strerror(self.error))
+        self.sent.append(frame)
+        return len(frame)
+
+
+def test_a_full_queue_is_waited_out_and_nothing_is_lost() -> None:
+    frames = [bytes([i]) * 60 for i in range(5)]
+    sock = _FlakySocket(refusals=3, error=errno.ENOBUFS)
+    retries = Seeder([])._send_all(sock, frames)
+    assert retries == 3 and sock.sent == frames
+
+
+def test_other_send_errors_are_seeding_errors() -> None:
+    with pytest.raises(SeedingError, match="sending a seeding frame failed"):
+        Seeder([])._send_all(_FlakySocket(refusals=1, error=errno.ENETDOWN), [b"x" * 60])
 
 
 @lab_needed
@@ -329,6 +367,20 @@ def test_responder_answers_broadcast_arp_and_multicast_ns(clean_lab: SeedLab) ->
     assert stats.ignored >= 1, "the NS for a non-seeded target should reach the responder"
     assert _gone_or_failed(rows, lab.device_ifindex,
                            [SeedEntry(AF_INET6_WIN, "2001:db8:1::dead", "00:00:00:00:00:00")]) == []
+
+
+@lab_needed
+@pytest.mark.lab
+def test_a_responder_that_died_says_so_at_stop(clean_lab: SeedLab) -> None:
+    lab = clean_lab
+    plan = address_plan(0, 1, lab.link)
+    responder = Responder([lab.harness_if])
+    responder.serve(lab.link, plan)
+    responder._reply_for = lambda state, frame: 1 / 0  # a bug in the answering code
+    responder.start()
+    lab.in_netns("ping", "-6", "-c1", "-W1", plan[1].address, timeout=5)
+    with pytest.raises(SeedingError, match="responder thread failed: ZeroDivisionError"):
+        responder.stop()
 
 
 @lab_needed
