@@ -267,6 +267,20 @@ def _path(base: Path, value: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+def _real(path: Path) -> Path:
+    """Symlinks resolved; unlike Path.resolve() this never raises (a symlink loop stays as is)."""
+    return Path(os.path.realpath(path))
+
+
+def _kind(path: Path) -> str:
+    """"file", "dir", "other" or "none"; an unreadable path (EACCES, a loop) counts as "none"."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return "none"
+    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
+
+
 def _file(table: dict, key: str, where: _Where, prefix: str, base: Path) -> Path:
     value = _get(table, key, str, where, prefix)
     if not value.strip():
@@ -351,10 +365,10 @@ def _credentials(table: dict, where: _Where, prefix: str, base: Path, lab_key: P
     key_file = None
     if "key_file" in table:
         key_file = _file(table, "key_file", where, prefix, base)
-        if key_file.is_dir():
+        if _kind(key_file) == "dir":
             raise where.error(f"{prefix}key_file", f"{key_file} is a directory, not a key file",
                               "give the path of the private key file")
-        if not key_file.is_file() and key_file.resolve() != lab_key:
+        if _kind(key_file) != "file" and _real(key_file) != lab_key:
             lab_hint = f" (the lab creates only {lab_key})" if lab_key else ""
             raise where.error(f"{prefix}key_file", f"{key_file} does not exist{lab_hint}",
                               "create the key (ssh-keygen -t ed25519) or fix the path")
@@ -391,15 +405,15 @@ def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None) -> SshConf
         known_hosts = _file(table, "known_hosts", where, p, base)
     else:
         known_hosts = lab_dir / "known_hosts" if lab_dir else _path(base, "~/.ssh/known_hosts")
-    if known_hosts.is_dir():
+    if _kind(known_hosts) == "dir":
         raise where.error("ssh.known_hosts", f"{known_hosts} is a directory",
                           "give the path of a known_hosts file")
-    if lab_dir is not None and not known_hosts.resolve().is_relative_to(lab_dir.resolve()):
+    if lab_dir is not None and not _real(known_hosts).is_relative_to(lab_dir):
         # `lab up` rewrites this file with the lab's host keys.
         raise where.error("ssh.known_hosts", f"{known_hosts} is outside the lab's state directory "
                           f"{lab_dir}, and `neighcheck lab up` rewrites it",
                           f"use {lab_dir / 'known_hosts'} (or leave the key out)")
-    if policy == "strict" and lab_dir is None and not known_hosts.is_file():
+    if policy == "strict" and lab_dir is None and _kind(known_hosts) != "file":
         raise where.error("ssh.known_hosts", f"{known_hosts} does not exist",
                           "add the device's key with ssh-keyscan, or set host_key_policy = "
                           "\"trust-on-first-use\" to record it on first connect")
@@ -642,12 +656,18 @@ def _lab_state_dir(table: dict, where: _Where, inventory: Path) -> Path:
     if ".." in Path(raw).parts:
         raise where.error("lab.state_dir", f"{_shown(raw)}: '..' is not allowed",
                           "give a directory below the inventory's or an absolute path")
-    path = _path(inventory.parent, raw).resolve()
-    if path.exists() and not path.is_dir():
-        raise where.error("lab.state_dir", f"{path} exists and is not a directory",
+    path = _real(_path(inventory.parent, raw))
+    kind = _kind(path)
+    if kind not in ("dir", "none") or (kind == "none" and os.path.lexists(path)):
+        raise where.error("lab.state_dir", f"{path} exists and is not a usable directory",
                           "give a new or empty directory, e.g. state_dir = \".lab\"")
-    if inventory.is_relative_to(path) or (
-            path.is_dir() and any(path.iterdir()) and not any((path / m).exists() for m in LAB_STATE_MARKERS)):
+    try:
+        foreign = kind == "dir" and any(path.iterdir()) and \
+            not any(_kind(path / m) != "none" for m in LAB_STATE_MARKERS)
+    except OSError as exc:
+        raise where.error("lab.state_dir", f"{path} cannot be listed ({exc.strerror})",
+                          "give a directory the harness can read and write") from None
+    if inventory.is_relative_to(path) or foreign:
         raise where.error("lab.state_dir", f"{path} already holds files that are not the lab's, and "
                           "`neighcheck lab down` deletes this directory",
                           "give a new or empty directory, e.g. state_dir = \".lab\"")
@@ -659,7 +679,7 @@ def load_inventory(path: str | Path) -> Inventory:
     path = Path(path)
     data = _read(path)
     doc = _parse(path, data)
-    resolved = path.resolve()
+    resolved = _real(path)
     where = _Where(resolved)
     _check_keys(doc, {"device", "lab"}, where, "")
     lab_table = doc.get("lab", {})

@@ -400,6 +400,28 @@ def test_unreadable_paths(tmp_path, where):
     assert str(info.value).startswith(f"{path}: {expected}") and "--devices FILE" in str(info.value)
 
 
+@pytest.mark.parametrize("setup, change, expected", [
+    ("loop", ('key_file = "id_test"', 'key_file = "loop"'), "ssh.key_file: {dir}/loop does not exist"),
+    ("loop", ('known_hosts = "known_hosts"', 'known_hosts = "loop"'), "ssh.known_hosts: {dir}/loop does not exist"),
+    ("loop", ('"labstate"', '"loop"'), "lab.state_dir: {dir}/loop exists and is not a usable directory"),
+    ("file", ('"labstate"', '"afile"'), "lab.state_dir: {dir}/afile exists and is not a usable directory"),
+    ("link-to-lab-key", ('key_file = "labstate/id_ed25519"', 'key_file = "lab-key-link"'), None),
+], ids=["key-file-symlink-loop", "known-hosts-symlink-loop", "state-dir-symlink-loop", "state-dir-is-a-file",
+        "symlink-to-the-lab-key"])
+def test_hostile_paths(inv_dir, setup, change, expected):
+    """Symlink loops and wrong file kinds give a message, never an exception from pathlib."""
+    (inv_dir / "loop").symlink_to("loop")
+    (inv_dir / "afile").write_text("x")
+    (inv_dir / "lab-key-link").symlink_to(inv_dir / "labstate" / "id_ed25519")  # made by `lab up`
+    text = lab_edit(change) if setup == "link-to-lab-key" else edit(GOOD, change)
+    if expected is None:
+        _, inv = load_text(inv_dir, text)
+        assert inv.devices[1].ssh.login.key_file == inv_dir / "lab-key-link"
+        return
+    _, message = problem(inv_dir, text)
+    assert expected.format(dir=inv_dir) in message, message
+
+
 def test_state_dir_is_checked_before_any_device(inv_dir):
     # `lab down` removes the state directory: a home directory must be refused even when the
     # devices are fine and the inventory has no lab device at all.
