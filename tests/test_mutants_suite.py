@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.reports.diff import diff_runs
+from harness.reports.manifest import verify
+from harness.reports.merge import merge_runs
+
 from tests.conftest import DEFAULT_INVENTORY, REPO
 
 pytestmark = pytest.mark.lab
@@ -48,16 +52,19 @@ def inventory_with_agent(tmp_path: Path, command: list[str]) -> Path:
     return path
 
 
-def run_suite(tmp_path: Path, command: list[str]) -> dict:
+def run_suite(tmp_path: Path, command: list[str], devices=("linux-a", "linux-b")) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     inventory = inventory_with_agent(tmp_path, command)
     out = tmp_path / "reports"
+    selected = [arg for name in devices for arg in ("--device", name)]
     proc = subprocess.run([str(REPO / ".venv/bin/neighcheck"), "run", "--devices", str(inventory),
-                           "--device", "linux-a", "--device", "linux-b", "--out", str(out)],
+                           *selected, "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.is_dir(), f"the run wrote no report: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
     [run_dir] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     results = json.loads((run_dir / "results.json").read_text())
     results["_exit"] = proc.returncode
+    results["_dir"] = run_dir
     results["_output"] = proc.stdout[-3000:] + proc.stderr[-2000:]
     return results
 
@@ -71,8 +78,16 @@ def failed_clauses(results: dict) -> dict[str, list[str]]:
     return by_clause
 
 
-def test_reference_agent_through_the_vendor_path_fails_nothing(default_lab, tmp_path):
-    results = run_suite(tmp_path, ["sh", str(REPO / "harness/agents/linux_shim.sh")])
+REFERENCE = ["sh", str(REPO / "harness/agents/linux_shim.sh")]
+
+
+@pytest.fixture(scope="module")
+def reference(default_lab, tmp_path_factory) -> dict:
+    return run_suite(tmp_path_factory.mktemp("reference"), REFERENCE)
+
+
+def test_reference_agent_through_the_vendor_path_fails_nothing(reference):
+    results = reference
     verdicts = {c["name"]: c["verdict"] for c in results["cases"]}
     bad = {n: v for n, v in verdicts.items() if v in ("fail", "error")}
     assert not bad, results["_output"]
@@ -81,7 +96,7 @@ def test_reference_agent_through_the_vendor_path_fails_nothing(default_lab, tmp_
 
 
 @pytest.mark.parametrize("mutant", sorted(EXPECTED))
-def test_every_mutant_is_caught(default_lab, tmp_path, mutant):
+def test_every_mutant_is_caught(reference, tmp_path, mutant):
     results = run_suite(tmp_path, ["sh", str(MUTANTS / f"{mutant}.sh")])
     caught = failed_clauses(results)
     errors = [c["name"] + ": " + c["reason"] for c in results["cases"] if c["verdict"] == "error"]
@@ -89,3 +104,18 @@ def test_every_mutant_is_caught(default_lab, tmp_path, mutant):
     missing = EXPECTED[mutant] - set(caught)
     assert not missing, f"{mutant}: clauses not failed: {missing}; failed: {dict(caught)}"
     assert results["_exit"] == 1  # a non-conformant implementation fails the run
+
+    # `report diff` against the reference run names exactly the cases the mutant broke.
+    changed = {c.case_id for c in diff_runs(reference["_dir"], results["_dir"]).verdict_changes
+               if c.after == "fail"}
+    assert changed == {c["id"] for c in results["cases"] if c["verdict"] == "fail"}
+
+
+def test_merge_of_single_device_runs_equals_the_two_device_run(reference, tmp_path):
+    shards = [run_suite(tmp_path / name, REFERENCE, devices=(name,)) for name in ("linux-a", "linux-b")]
+    merged = merge_runs([s["_dir"] for s in shards], tmp_path / "merged")
+    combined = json.loads((merged / "results.json").read_text())
+    verdicts = lambda results: {c["id"]: c["verdict"] for c in results["cases"]}  # noqa: E731
+    assert verdicts(combined) == verdicts(reference)
+    assert sorted(d["name"] for d in combined["devices"]) == ["linux-a", "linux-b"]
+    assert verify(merged) == []
