@@ -55,7 +55,7 @@ def flush(lab, ns: str, name: str, family: int, ifindex: int):
 
 
 def test_every_mutant_is_tested():
-    assert sorted(p.stem for p in MUTANTS_DIR.glob("*.sh")) == sorted(MUTANTS)
+    assert sorted(p.stem for p in MUTANTS_DIR.glob("*.sh") if p.name != "lib.sh") == sorted(MUTANTS)
 
 
 def test_ignore_ifindex_flushes_other_interfaces(seeded):

@@ -8,22 +8,7 @@
 SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
 set -f  # ip output is split into words below: never glob
 
-# entries IP_FAMILY_FLAG -> lines "ADDR DEV LLADDR STATE" ("-" when absent)
-entries() {
-    ip $1 neigh show nud all | awk '{
-        dev = "-"; ll = "-"; st = "-"
-        for (i = 2; i <= NF; i++) {
-            if ($i == "dev") dev = $(++i)
-            else if ($i == "lladdr") ll = $(++i)
-            else if ($i ~ /^[A-Z]+$/) st = $i
-        }
-        print $1, dev, ll, st
-    }'
-}
-
-ifname_of() {
-    ip -o link show | awk -v want="$1" '$1 == want ":" { n = $2; sub(/:$/, "", n); sub(/@.*/, "", n); print n }'
-}
+. "$(dirname "$0")/lib.sh"
 
 if [ "$1" = flush ] && [ $# -eq 3 ]; then
     stacks=$(sh "$SHIM" stacks)
