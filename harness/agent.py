@@ -98,6 +98,9 @@ class Agent:
             prefix = list(self.device.agent.command)
         else:
             prefix = ["sh", "-c", linux_shim_text(), "neighcheck-agent"]
+        if self.device.os == "windows" and not self.device.agent.launcher:
+            from harness.windows import cmd_quote  # Windows OpenSSH runs commands under cmd.exe
+            return " ".join(cmd_quote(w) for w in [*prefix, *words])
         return " ".join(shlex.quote(w) for w in [*prefix, *words])
 
     def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -254,8 +255,10 @@ class Lab:
         run("ip", "link", "add", harness_if, "type", "veth", "peer", "name", device_if, "netns", ns)
         # The harness side must not autoconfigure or answer for anything: it only carries
         # what the seeder and responder send.
-        for key in ("accept_ra=0", "accept_dad=0", "autoconf=0"):
-            run("sysctl", "-qw", f"net.ipv6.conf.{harness_if}.{key}", check=False)
+        for key in ("accept_ra", "accept_dad", "autoconf"):
+            knob = Path("/proc/sys/net/ipv6/conf", harness_if, key)
+            if knob.exists():  # absent when the host runs without IPv6
+                knob.write_text("0")
         for addr in harness_addrs:
             run("ip", "addr", "add", addr, "dev", harness_if, *(["nodad"] if ":" in addr else []))
         for addr in device_addrs:
@@ -299,11 +302,12 @@ class Lab:
         passwd.write_text(Path("/etc/passwd").read_text() +
                           f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-        mounts = [f"mount --bind {passwd} /etc/passwd", "mount -t tmpfs nck-lock /run/lock"]
+        q = shlex.quote
+        mounts = [f"mount --bind {q(str(passwd))} /etc/passwd", "mount -t tmpfs nck-lock /run/lock"]
         for rc in ("/root/.bashrc", "/root/.profile", "/root/.bash_profile", "/etc/bash.bashrc"):
             if Path(rc).exists():
-                mounts.append(f"mount --bind {empty_rc} {rc}")
-        script = " && ".join(mounts + [f"exec {SSHD} -f {config} -E {ddir / 'sshd.log'}"])
+                mounts.append(f"mount --bind {q(str(empty_rc))} {rc}")
+        script = " && ".join(mounts + [f"exec {SSHD} -f {q(str(config))} -E {q(str(ddir / 'sshd.log'))}"])
         pidfile.unlink(missing_ok=True)
         # Its own UTS namespace too, so the device reports its own hostname in fingerprints.
         script = f"hostname {device.netns} && {script}"
@@ -388,9 +392,24 @@ class Lab:
                     removed.append(name)
             for name, value in state.get("sysctls", {}).items():
                 _sysctl_path(name).write_text(str(value))
-            if self.dir.exists():
-                shutil.rmtree(self.dir)
+            self._remove_lab_files()
         return removed
+
+    def _remove_lab_files(self) -> None:
+        """Only what the lab wrote: its keys, known_hosts, state file (device directories went
+        with their devices); the directory itself only when nothing else is left in it."""
+        for name in ("id_ed25519", "id_ed25519.pub", "known_hosts", "state.json", "state.tmp"):
+            (self.dir / name).unlink(missing_ok=True)
+        for device in self.inventory.lab_devices:
+            if device.ssh.known_hosts.parent == self.dir:
+                device.ssh.known_hosts.unlink(missing_ok=True)
+            ddir = self.dir / device.name
+            if ddir.is_dir():
+                shutil.rmtree(ddir)
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass  # not empty: someone else's files, left alone
 
     def _teardown_device(self, device: Device, state: dict) -> None:
         self._teardown(device.name, device, state)
