@@ -72,8 +72,9 @@ def check_device(device: Device, inventory: Inventory) -> Check:
             result = session.run("cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 "
                                  "/proc/sys/net/ipv6/neigh/default/gc_thresh3 2>/dev/null", timeout=10)
             values = result.stdout.decode().split()
-            if values:
-                check.facts["capacity"] = "gc_thresh3 " + "/".join(values)
+            # A network namespace has no gc thresholds of its own: they are the host's.
+            check.facts["capacity"] = ("gc_thresh3 ipv4/ipv6 " + "/".join(values) if values
+                                       else "host-global gc thresholds (not visible in a namespace)")
     except NeighcheckError as exc:
         check.problem(str(exc))
     finally:
