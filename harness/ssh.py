@@ -37,6 +37,15 @@ def _known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+def _shown(command: str) -> str:
+    return command if len(command) < 80 else command[:77] + "..."
+
+
+def _connected(channel: paramiko.Channel) -> bool:
+    transport = channel.get_transport()
+    return transport is not None and transport.is_active()
+
+
 def _fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.fingerprint}"  # e.g. "ssh-ed25519 SHA256:..."
 
@@ -50,6 +59,7 @@ class SshSession:
         self.login = login or config.login
         self._transport: paramiko.Transport | None = None
         self.connects = 0  # how many times a connection was made (reconnects show here)
+        self.timed_out = False  # the last command hit its timeout (is the device still there?)
 
     # --- connection -------------------------------------------------------------------
     def _where(self) -> str:
@@ -182,6 +192,8 @@ class SshSession:
             out, err = self._collect(channel, deadline, limit, command)
             status = channel.recv_exit_status() if channel.exit_status_ready() else self._wait_status(
                 channel, deadline, limit, command)
+            if status == -1 and not _connected(channel):  # dropped before the exit status came
+                raise self._lost(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise DeviceError(f"{self._where()}: connection lost during a command: {exc}") from None
         finally:
@@ -189,8 +201,12 @@ class SshSession:
         return CommandResult(status, out, err, time.monotonic() - started)
 
     def _timeout(self, limit: float, command: str) -> DeviceError:
-        shown = command if len(command) < 80 else command[:77] + "..."
-        return DeviceError(f"{self._where()}: command timed out after {limit:g} s: {shown}")
+        self.timed_out = True
+        return DeviceError(f"{self._where()}: command timed out after {limit:g} s: {_shown(command)}")
+
+    def _lost(self, command: str) -> DeviceError:
+        return DeviceError(f"{self._where()}: connection lost during a command (the device or its "
+                           f"sshd went away; whether the command ran is unknown): {_shown(command)}")
 
     def _collect(self, channel: paramiko.Channel, deadline: float, limit: float, command: str):
         out, err = bytearray(), bytearray()
@@ -201,12 +217,16 @@ class SshSession:
             if channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
                 continue
-            if channel.eof_received:
-                # Drain what arrived together with EOF.
+            if channel.eof_received or channel.closed:
+                # Drain what arrived together with EOF (or with the close).
                 while channel.recv_ready():
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
+                if not channel.eof_received and not _connected(channel):
+                    # The connection died mid-command. Say so now: waiting for the timeout
+                    # would spin (select() on a closed channel returns at once).
+                    raise self._lost(command)
                 return bytes(out), bytes(err)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
