@@ -27,6 +27,7 @@ from harness.status import Outcome, describe
 LOCK_PATH = "/run/lock/neighcheck.lock"
 VERIFY_TIMEOUT = 5.0
 RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
+CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries
 
 
 @dataclass
@@ -276,18 +277,11 @@ class DeviceUnderTest:
         return reply
 
     def remove(self, keys: dict[Key, str]) -> None:
-        """Delete planted entries still on the device (one round trip on Linux)."""
+        """Delete planted entries still on the device (a table read and one batch on Linux)."""
         if not keys:
             return
         if self.device.os == "linux":
-            names = {int(i["index"]): i["name"] for i in self.interfaces}
-            lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for (_, ifx, addr) in keys if ifx in names)
-            result = self.session.run("ip -force -batch -", stdin=lines.encode())
-            # -force keeps going past entries a flush already removed; those errors are expected.
-            problems = [line for line in result.stderr.decode(errors="replace").splitlines()
-                        if line.strip() and "No such file or directory" not in line]
-            if result.exit_status != 0 and problems:
-                raise DeviceError(f"device {self.device.name!r}: cleanup failed: {'; '.join(problems[:3])}")
+            self._remove_linux(keys)
         elif self.delete_supported:
             assert self.agent is not None
             for family, ifx, addr in keys:
@@ -298,6 +292,26 @@ class DeviceUnderTest:
                     break
         for key in keys:
             self._leftovers.pop(key, None)
+
+    def _remove_linux(self, keys: dict[Key, str]) -> None:
+        # `ip neigh del` exits at the first entry that is not there, -force or not (iproute2
+        # 6.1), and a case's flush has usually removed some: delete only what the table
+        # still shows, and read again in case an entry vanished between read and delete.
+        names = {int(i["index"]): i["name"] for i in self.interfaces}
+        wanted = {(family, ifx, _canon(addr)) for family, ifx, addr in keys if ifx in names}
+        for _ in range(CLEANUP_ROUNDS):
+            present = sorted(wanted & {(e.family, e.ifindex, _canon(e.address)) for e in self.table()})
+            if not present:
+                return
+            lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
+            result = self.session.run("ip -batch -", stdin=lines.encode())
+            problems = [line for line in result.stderr.decode(errors="replace").splitlines()
+                        if line.strip() and "No such file or directory" not in line]
+            if result.exit_status != 0 and problems:
+                raise DeviceError(f"device {self.device.name!r}: cleanup failed: {'; '.join(problems[:3])}")
+        raise DeviceError(f"device {self.device.name!r}: cleanup failed: {len(present)} planted entries "
+                          f"still on the device after {CLEANUP_ROUNDS} rounds, e.g. "
+                          f"{', '.join(a for _, _, a in present[:3])}")
 
     def _name(self, ifindex: int) -> str:
         return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))

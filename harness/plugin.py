@@ -211,10 +211,16 @@ class NeighcheckRun:
         except (pytest.UsageError, NeighcheckError):
             pass  # not a conformance run, or the error shows when cases are collected
 
-    def pytest_runtest_teardown(self, item, nextitem) -> None:
-        device = _device_of(item)
-        if device is not None and (nextitem is None or _device_of(nextitem) != device):
-            self.close_dut(device)  # its last case: release the device (lock, responder) now
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item, nextitem):
+        # After the fixtures' own teardown (the case's cleanup needs the open device), never
+        # before: closing first would reconnect behind the released lock and leak a session.
+        try:
+            return (yield)
+        finally:
+            device = _device_of(item)
+            if device is not None and (nextitem is None or _device_of(nextitem) != device):
+                self.close_dut(device)  # its last case: release the device (lock, responder) now
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
