@@ -84,6 +84,15 @@ class DeviceLock:
                               f"(exit {status}; is flock installed?)")
         self._channel = channel
 
+    @property
+    def held(self) -> bool:
+        """Still ours: the channel that holds it is open and its connection alive."""
+        channel = self._channel
+        if channel is None or channel.closed or channel.eof_received:
+            return False
+        transport = channel.get_transport()
+        return transport is not None and transport.is_active()
+
     def release(self) -> None:
         if self._channel is not None:
             self._channel.close()
@@ -107,6 +116,7 @@ class DeviceUnderTest:
         self.stacks: dict[str, bool] = {}
         self.interfaces: list[dict[str, Any]] = []
         self.links: list[LinkUnderTest] = []
+        self.lost: DeviceError | None = None  # set once the device is gone; it stays gone
         self._leftovers: dict[Key, str] = {}  # planted and not yet removed
         self.read_families: tuple[int, ...] = (0,)
         self.delete_supported = True
@@ -178,20 +188,46 @@ class DeviceUnderTest:
         return LinkUnderTest(link, slot, int(iface["index"]), target, seeds)
 
     def close(self) -> None:
-        """Remove what is still planted, stop the responder, release the lock. Never raises."""
+        """Remove what is still planted, stop the responder, release the lock, whatever fails
+        on the way; then raise DeviceError naming what could not be done (e.g. entries left)."""
         problems = []
         try:
             if self.agent is not None and self._leftovers:
                 self.remove(dict(self._leftovers))
         except Exception as exc:  # noqa: BLE001 - teardown must go on
-            problems.append(f"cleanup: {exc}")
-        if self.responder is not None:
-            self.responder.stop()
+            problems.append(f"cleanup: {len(self._leftovers)} planted entries may be left on the "
+                            f"device: {exc}")
+        try:
+            if self.responder is not None:
+                self.responder.stop()
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"responder: {exc}")
         if self.lock is not None:
             self.lock.release()
         self.session.close()
         if problems:
             raise DeviceError(f"device {self.device.name!r}: " + "; ".join(problems))
+
+    def ensure_held(self) -> None:
+        """Raise DeviceError if the device was lost: its connection dropped (and the device
+        lock with it: another run may hold the device now), or it stopped answering after a
+        command timed out. Checked before each case and before cleanup, so a lost device
+        costs one timeout, not one per remaining case, and is never touched without its lock."""
+        if self.lost is not None:
+            raise self.lost
+        why = None
+        if self.lock is not None and not self.lock.held:
+            why = "its connection dropped, and the device lock with it"
+        elif self.session.timed_out:
+            try:  # a hung agent call, or a device that went silent?
+                self.session.run("true", timeout=self.device.ssh.connect_timeout)
+                self.session.timed_out = False
+            except DeviceError as exc:
+                why = f"it stopped answering after a command timed out ({exc})"
+        if why is not None:
+            self.lost = DeviceError(f"device {self.device.name!r} was lost mid-run: {why}; "
+                                    "its remaining cases are not run")
+            raise self.lost
 
     # --- what cases use ------------------------------------------------------------------
     @contextmanager
@@ -280,6 +316,7 @@ class DeviceUnderTest:
         """Delete planted entries still on the device (a table read and one batch on Linux)."""
         if not keys:
             return
+        self.ensure_held()
         if self.device.os == "linux":
             self._remove_linux(keys)
         elif self.delete_supported:

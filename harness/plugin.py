@@ -118,6 +118,16 @@ class NeighcheckRun:
         if isinstance(known, Exception):
             raise known
         if known is not None:
+            try:
+                known.ensure_held()
+            except NeighcheckError as lost:
+                # Gone mid-run: close what can be closed now; every later case errors at once.
+                try:
+                    self.close_dut(name)
+                except NeighcheckError:
+                    pass  # recorded with the device (cleanup) by close_dut
+                self.duts[name] = lost
+                raise
             return known
         from harness.device import DeviceUnderTest
         from harness.lab import Lab
@@ -150,16 +160,24 @@ class NeighcheckRun:
         dut = self.duts.get(name)
         if dut is not None and not isinstance(dut, Exception):
             self.duts[name] = DeviceClosed(f"device {name!r} was already closed")
-            dut.close()
+            try:
+                dut.close()
+            except NeighcheckError as exc:
+                # The device may be left dirty: say so in the results, not only in a log.
+                self._write_device_info(dut, cleanup=str(exc))
+                raise
 
-    def _write_device_info(self, dut) -> None:
+    def _write_device_info(self, dut, cleanup: str | None = None) -> None:
         path = self.run_dir / "devices" / f"{dut.device.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({
+        info = {
             "name": dut.device.name, "os": dut.device.os, "fingerprint": dut.fingerprint,
             "stacks": dut.stacks,
             "interfaces": [{"index": link.ifindex, "name": link.config.device_if} for link in dut.links],
-        }, indent=2))
+        }
+        if cleanup is not None:
+            info["cleanup_failed"] = cleanup
+        path.write_text(json.dumps(info, indent=2))
 
     # --- errata --------------------------------------------------------------------------
     @property
@@ -285,7 +303,7 @@ class NeighcheckRun:
             try:
                 self.close_dut(name)
             except NeighcheckError:
-                pass
+                pass  # recorded with the device (cleanup_failed) and shown in the summary
         if self.seeder is not None:
             self.seeder.close()
         if self.writer is not None:
@@ -310,6 +328,9 @@ class NeighcheckRun:
         for erratum in self.results.get("errata", []):
             if erratum["status"] == "stale":
                 tr.write_line(f"stale erratum (its cases now pass; remove it): {erratum}", yellow=True)
+        for device in self.results.get("devices", []):
+            if device.get("cleanup_failed"):
+                tr.write_line(f"device {device['name']} may be left dirty: {device['cleanup_failed']}", red=True)
         tr.write_line(f"report: {self.run_dir / 'report.html'}")
 
 
