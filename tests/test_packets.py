@@ -299,6 +299,13 @@ def test_plan_refuses_what_the_pool_cannot_hold(kwargs: dict, message: str) -> N
         address_plan(link=LINK, **kwargs)
 
 
+def test_plan_refuses_a_malformed_device_address() -> None:
+    with pytest.raises(UsageError, match="device_v4 '192.0.2' is not an IPv4 address"):
+        address_plan(0, 1, LinkTarget("nckBh0", DEVICE_MAC, "192.0.2", None, None))
+    with pytest.raises(UsageError, match="device_v6 '2001:db8::1/64' is not an IPv6 address"):
+        address_plan(0, 1, LinkTarget("nckBh0", DEVICE_MAC, None, "2001:db8::1/64", None))
+
+
 def test_plan_small_pool_and_long_v6_prefix() -> None:
     assert len(address_plan(0, 256, LINK, v4_pool="198.19.7.0/24")) == 512
     long_prefix = LinkTarget("nckBh0", DEVICE_MAC, None, "2001:db8:1::1", "2001:db8:1::/80")

@@ -46,7 +46,8 @@ lab_needed = pytest.mark.skipif(
     reason="needs root and iproute2 (network namespaces, veth)")
 
 
-def run(*args: str, check: bool = True, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
+def run(*args: str, check: bool = True,
+        timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
 
 
