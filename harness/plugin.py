@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -83,6 +84,7 @@ class NeighcheckRun:
         self.writer: ResultsWriter | None = None
         self.active = False  # True once a conformance item is collected
         self._lab_was_down = False
+        self._interrupted = False  # Ctrl-C seen (pytest's exit status can miss a second one)
         self._errata = None
         if _is_worker(config):
             self.run_dir = Path(config.workerinput["neighcheck_run_dir"])
@@ -159,13 +161,17 @@ class NeighcheckRun:
     def close_dut(self, name: str) -> None:
         dut = self.duts.get(name)
         if dut is not None and not isinstance(dut, Exception):
-            self.duts[name] = DeviceClosed(f"device {name!r} was already closed")
             try:
                 dut.close()
             except NeighcheckError as exc:
                 # The device may be left dirty: say so in the results, not only in a log.
                 self._write_device_info(dut, cleanup=str(exc))
                 raise
+            except KeyboardInterrupt:
+                self._write_device_info(dut, cleanup="interrupted before its cleanup finished")
+                raise
+            finally:
+                self.duts[name] = DeviceClosed(f"device {name!r} was already closed")
 
     def _write_device_info(self, dut, cleanup: str | None = None) -> None:
         path = self.run_dir / "devices" / f"{dut.device.name}.json"
@@ -298,16 +304,49 @@ class NeighcheckRun:
                 self.writer = ResultsWriter(self.run_dir)
             self.writer.append(report.neighcheck_case)
 
-    def pytest_sessionfinish(self, session, exitstatus) -> None:
-        for name in list(self.duts):
-            try:
-                self.close_dut(name)
-            except NeighcheckError:
-                pass  # recorded with the device (cleanup_failed) and shown in the summary
-        if self.seeder is not None:
-            self.seeder.close()
-        if self.writer is not None:
-            self.results = self.writer.finish(self, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    @pytest.hookimpl(tryfirst=True)  # before the terminal's slow traceback formatting
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        self._interrupted = True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        """Around pytest's own teardown of the cases' fixtures (their cleanup needs the open
+        devices); whatever happens in there, the devices are closed and the results written.
+
+        Ctrl-C: the first one stops the cases and the cleanup still runs (bounded by the
+        command timeouts). One that comes while the cleanup runs stops it at once: the
+        devices left as they are are named in the results, which are still written."""
+        if exitstatus == pytest.ExitCode.INTERRUPTED or isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            # (a second Ctrl-C while pytest handles the first leaves its exit status OK)
+            self._interrupted = True
+        stopped = False
+        try:
+            return (yield)
+        except KeyboardInterrupt:
+            self._interrupted = stopped = True
+            raise
+        finally:
+            self._finish_run(cleanup=not stopped)
+
+    def _finish_run(self, *, cleanup: bool) -> None:
+        try:
+            for name in list(self.duts) if cleanup else []:
+                try:
+                    self.close_dut(name)
+                except NeighcheckError:
+                    pass  # recorded with the device (cleanup_failed) and shown in the summary
+        except KeyboardInterrupt:
+            self._interrupted, cleanup = True, False
+            raise
+        finally:
+            if not cleanup:
+                for dut in self.duts.values():
+                    if not isinstance(dut, Exception):
+                        self._write_device_info(dut, cleanup="interrupted before its cleanup finished")
+            if self.seeder is not None:
+                self.seeder.close()
+            if self.writer is not None:
+                self.results = self.writer.finish(self, interrupted=self._interrupted)
         if self.writer is not None and self._lab_was_down:
             from harness.lab import Lab
             Lab(self.inventory).down()
