@@ -158,7 +158,7 @@ class Responder:
                 self._links[link.harness_if] = state
             # Swapping whole dicts is atomic for the reader thread: no lock on the hot path.
             state.v4, state.v6 = v4, v6
-        os.eventfd_write(self._wake, 1)  # let a running thread poll the new socket
+            os.eventfd_write(self._wake, 1)  # let a running thread poll the new socket
 
     @property
     def stats(self) -> ResponderStats:
