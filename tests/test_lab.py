@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.inventory import load_inventory
-from harness.lab import Lab, gc_sysctls, _sysctl_path
+from harness.lab import Lab, lab_sysctls, _sysctl_path
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
@@ -59,7 +59,7 @@ def sshd_pids_for(state: Path) -> list[int]:
 
 
 def sysctls() -> dict[str, str]:
-    return {name: _sysctl_path(name).read_text().strip() for name in gc_sysctls()}
+    return {name: _sysctl_path(name).read_text().strip() for name in lab_sysctls()}
 
 
 @pytest.fixture
