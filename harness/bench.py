@@ -58,6 +58,7 @@ class Settings:
     seed_sizes: tuple[int, ...]          # entries per family on one link
     seed_rounds: int
     sendp_sample: int                    # frames sent with one sendp() each, then extrapolated
+    scapy_cap: int                       # other scapy contenders: at most this many frames
     suite_rounds: int
     big_entries: int | None              # the one flush case at this many entries (None: skip)
     big_rounds: int
@@ -69,7 +70,7 @@ class Settings:
     @classmethod
     def full(cls) -> "Settings":
         return cls(quick=False, rtt_rounds=30, rtt_warmup=3, seed_sizes=(1024, 16384),
-                   seed_rounds=3, sendp_sample=300, suite_rounds=4, big_entries=16384,
+                   seed_rounds=3, sendp_sample=200, scapy_cap=4096, suite_rounds=3, big_entries=16384,
                    big_rounds=3, scale_counts=(1, 2, 4), scale_rounds=3,
                    growth_sizes=(64, 256, 1024, 4096, 16384), growth_rounds=2)
 
@@ -77,7 +78,7 @@ class Settings:
     def quick_mode(cls) -> "Settings":
         # --quick: fewer repetitions, no 16,384-entry and no multi-device parts.
         return cls(quick=True, rtt_rounds=8, rtt_warmup=1, seed_sizes=(1024,), seed_rounds=1,
-                   sendp_sample=40, suite_rounds=1, big_entries=None, big_rounds=0,
+                   sendp_sample=40, scapy_cap=4096, suite_rounds=1, big_entries=None, big_rounds=0,
                    scale_counts=(), scale_rounds=0, growth_sizes=(64, 1024), growth_rounds=1)
 
 
@@ -471,6 +472,7 @@ class SeedSample:
     send_s: float
     verify_s: float
     landed: int
+    polls: int                         # table reads until all showed (1: landed during the send)
     build_s: float | None = None       # scapy contenders: building the packets (inside send_s)
     extrapolated: bool = False
 
@@ -524,16 +526,17 @@ class SeedBench:
     def rows(self) -> list[dict]:
         return [e.to_dict() for e in self.agent.table(0).entries]
 
-    def verify(self, entries) -> tuple[float, int]:
-        """Seconds until the table shows every entry as seeded, and how many landed."""
+    def verify(self, entries) -> tuple[float, int, int]:
+        """Seconds until the table shows every entry as seeded, how many landed, table reads."""
         from harness.seeding import missing_entries
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.VERIFY_TIMEOUT
-        delay = 0.01
+        delay, polls = 0.01, 0
         while True:
             missing = missing_entries(self.rows(), self.ifindex, entries)
+            polls += 1
             if not missing or time.monotonic() > deadline:
-                return time.perf_counter() - t0, len(entries) - len(missing)
+                return time.perf_counter() - t0, len(entries) - len(missing), polls
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
 
@@ -663,26 +666,31 @@ def bench_seeding(inventory, device, settings: Settings, log: Callable[[str], No
         bench.serve(warm)
         for send in contenders.values():  # imports, templates, sockets: not what is measured
             send(warm[:2])
+        # scapy spends its time per packet (building and encoding objects), whatever the
+        # table size: past a cap it is sampled and its rate extrapolated, or one 16,384 run
+        # of it would take half a minute.
+        caps = {"scapy sendp per packet": settings.sendp_sample,
+                "scapy L2 socket, reused": settings.scapy_cap, "scapy sendp(list)": settings.scapy_cap}
         for size in settings.seed_sizes:
             plan = address_plan(0, size, bench.target)
             bench.serve(plan)
             for round_no in range(settings.seed_rounds):
                 for name in rotate(list(contenders), round_no):
                     sent = plan
-                    extrapolated = name == "scapy sendp per packet" and settings.sendp_sample < len(plan)
+                    extrapolated = caps.get(name, len(plan)) < len(plan)
                     if extrapolated:
-                        sent = _sample_plan(plan, settings.sendp_sample)
+                        sent = _sample_plan(plan, caps[name])
                     bench.flush(plan)
                     send_s, build_s = contenders[name](sent)
-                    verify_s, landed = bench.verify(sent)
+                    verify_s, landed, polls = bench.verify(sent)
                     samples.append(SeedSample(name, size, len(sent), send_s, verify_s, landed,
-                                              build_s, extrapolated))
+                                              polls, build_s, extrapolated))
                 log(f"seeding: {size} per family, round {round_no + 1}/{settings.seed_rounds}")
         bench.flush(plan)
     finally:
         bench.close()
     return {"device": device.name, "link": bench.target.harness_if, "rounds": settings.seed_rounds,
-            "sendp_sample": settings.sendp_sample, "sizes": _seed_summary(samples, settings),
+            "sendp_sample": settings.sendp_sample, "scapy_cap": settings.scapy_cap, "sizes": _seed_summary(samples, settings),
             "samples": [{**asdict(s), "rate": s.rate, "rate_end_to_end": s.rate_end_to_end}
                         for s in samples]}
 
@@ -705,6 +713,7 @@ def _seed_summary(samples: list[SeedSample], settings: Settings) -> dict:
                 "send_s": summarize([s.send_s for s in these]),
                 "build_s": summarize([s.build_s for s in these if s.build_s is not None]),
                 "verify_s": summarize([s.verify_s for s in these]),
+                "polls": [s.polls for s in these],
                 "rate": summarize(rates),
                 "rate_end_to_end": summarize([s.rate_end_to_end for s in these]),
                 # Time for the whole plan (extrapolated from the sample's rate where sampled).
@@ -735,14 +744,17 @@ class SuiteRun:
     exit_code: int
     cases: int
     verdicts: dict[str, int]
-    phases: dict[str, float]           # summed over cases
-    case_total: float                  # sum of case durations
-    case_durations: dict[str, float]
+    phases: dict[str, float]           # summed over cases (results.json timings)
+    case_total: float                  # sum of pytest items' setup + call + teardown (junit.xml)
+    case_durations: dict[str, float]   # per item, setup + call + teardown
+    record_durations: dict[str, float]  # per case, results.json duration_s (no evidence, no teardown)
+    cpu_s: float                       # CPU time of the run's process tree (user + system)
+    host_busy: float                   # share of all host CPUs busy during the run (everyone's)
     error: str | None = None
 
     @property
     def outside_cases(self) -> float:
-        """Process start, imports, device open and close, report writing."""
+        """Process start, imports, collection, report writing, exit."""
         return self.wall - self.case_total
 
 
@@ -762,23 +774,28 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
     argv += ["--", "--lock-wait", "60"]
     if select:
         argv += ["-k", select]
+    cpu0, busy0 = _children_cpu(), _host_cpu()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise DeviceError(f"bench: suite run {label} did not finish within {timeout:g} s") from None
     wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
+    busy1 = _host_cpu()
+    host_busy = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
     runs = sorted(p for p in run_root.glob("*/results.json"))
     if not runs:
         raise DeviceError(f"bench: suite run {label} wrote no results (exit {proc.returncode}): "
                           f"{(proc.stderr or proc.stdout).strip()[-400:]}")
     results = json.loads(runs[-1].read_text())
     phases = {p: 0.0 for p in PHASES}
-    durations = {}
+    record_durations = {}
     for case in results["cases"]:
         for phase, seconds in case.get("timings", {}).items():
             phases[phase] = phases.get(phase, 0.0) + seconds
-        durations[case["name"]] = case.get("duration_s") or 0.0
+        record_durations[case["name"]] = case.get("duration_s") or 0.0
+    durations = _junit_item_seconds(runs[-1].parent / "junit.xml")
     summary = {k: v for k, v in results["summary"].items() if v}
     error = None
     if proc.returncode != 0:
@@ -789,7 +806,30 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
     shutil.copyfile(runs[-1], kept)
     shutil.rmtree(run_root, ignore_errors=True)
     return SuiteRun(label, wall, proc.returncode, len(results["cases"]), summary, phases,
-                    sum(durations.values()), durations, error)
+                    sum(durations.values()), durations, record_durations, cpu, host_busy, error)
+
+
+def _junit_item_seconds(path: Path) -> dict[str, float]:
+    """pytest's own time per item: setup + call + teardown (junit_duration_report=total)."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    return {case.get("name", ""): float(case.get("time", 0)) for case in root.iter("testcase")}
+
+
+def _children_cpu() -> float:
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _suite_stats(runs: list[SuiteRun]) -> dict:
@@ -800,12 +840,19 @@ def _suite_stats(runs: list[SuiteRun]) -> dict:
         "cases": good[0].cases if good else None,
         "verdicts": good[0].verdicts if good else None,
         "case_total_s": summarize([r.case_total for r in good]),
+        "cpu_s": summarize([r.cpu_s for r in good]),
+        "host_busy": summarize([r.host_busy for r in good]),
         "outside_cases_s": summarize([r.outside_cases for r in good]),
         # Inside cases but in no timed phase: fixtures, the agent calls of observed cases.
         "case_other_s": summarize([r.case_total - sum(r.phases.values()) for r in good]),
         "phases_s": {p: summarize([r.phases.get(p, 0.0) for r in good]) for p in PHASES},
         "samples": [asdict(r) | {"outside_cases": r.outside_cases} for r in runs],
     }
+
+
+def _only(values: dict[str, float]) -> float | None:
+    """The one selected case's number (None when the selection ran not exactly one case)."""
+    return next(iter(values.values())) if len(values) == 1 else None
 
 
 def bench_suite(inventory, reference: str, settings: Settings, out: Path,
@@ -823,7 +870,8 @@ def bench_suite(inventory, reference: str, settings: Settings, out: Path,
         big = [run_suite(f"big-{reference}-{i}", inventory.path, [reference], out,
                          entries=settings.big_entries, select=select) for i in range(settings.big_rounds)]
         stats = _suite_stats(big)
-        stats["case_s"] = summarize([next(iter(r.case_durations.values()), None) for r in big if not r.error])
+        stats["case_s"] = summarize([_only(r.case_durations) for r in big if not r.error])
+        stats["record_duration_s"] = summarize([_only(r.record_durations) for r in big if not r.error])
         stats["entries_per_family"] = settings.big_entries
         stats["select"] = select
         result["big_case"] = stats
@@ -872,7 +920,8 @@ def bench_growth(own_inventory, device: str, settings: Settings, out: Path,
     sizes = {}
     for size, these in runs.items():
         stats = _suite_stats(these)
-        stats["case_s"] = summarize([next(iter(r.case_durations.values()), None) for r in these if not r.error])
+        stats["case_s"] = summarize([_only(r.case_durations) for r in these if not r.error])
+        stats["record_duration_s"] = summarize([_only(r.record_durations) for r in these if not r.error])
         sizes[str(size)] = stats
     return {"device": device, "select": select, "links": 1, "sizes": sizes}
 
@@ -931,6 +980,12 @@ def _x(stats: dict | None) -> str:
     return f"{stats['median']:.2f}x ({stats['p10']:.2f}-{stats['p90']:.2f})"
 
 
+def _pct(stats: dict | None) -> str:
+    if not stats or stats.get("median") is None:
+        return "-"
+    return f"{stats['median']:.0%} ({stats['p10']:.0%}-{stats['p90']:.0%})"
+
+
 def _rate(stats: dict | None) -> str:
     if not stats or stats.get("median") is None:
         return "-"
@@ -964,42 +1019,52 @@ def render_markdown(data: dict) -> str:
         lines += ["", f"## 2. Seeding one link ({seeding['device']} {seeding['link']}, "
                   f"{seeding['rounds']} rounds)", "",
                   "| per family | contender | entries | send s | verify s | landed entries/s | "
-                  "end-to-end /s | harness speedup | all landed |", "|---|---|---|---|---|---|---|---|---|"]
+                  "end-to-end /s | harness speedup | all landed (table reads) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for size, rows in seeding["sizes"].items():
             for name, row in rows.items():
-                sampled = f" (sample of {row['frames_sent']}, extrapolated)" if row["extrapolated"] else ""
+                sampled = f" (sample of {row['frames_sent']:,}, extrapolated)" if row["extrapolated"] else ""
                 lines.append(f"| {int(size):,} | {name}{sampled} | {row['entries']:,} | {_s(row['send_s'], 3)} | "
                              f"{_s(row['verify_s'], 3)} | {_rate(row['rate'])} | {_rate(row['rate_end_to_end'])} | "
-                             f"{_x(row['harness_speedup'])} | {'yes' if row['landed_all'] else 'NO'} |")
+                             f"{_x(row['harness_speedup'])} | {'yes' if row['landed_all'] else 'NO'} "
+                             f"({', '.join(map(str, row['polls']))}) |")
     suite = data.get("suite")
     if suite:
         lines += ["", "## 3. Suite wall time per device (default entries; s)", "",
+                  "In cases: pytest's setup + call + teardown of every item (junit.xml); outside: "
+                  "process start, imports, collection, report, exit. Other in cases: device "
+                  "open/close, cleanup of planted entries, fixtures. CPU: the run's process tree; "
+                  "host busy: all CPUs, everyone's load.", "",
                   "| device | runs | cases | wall | in cases | outside cases | "
-                  + " | ".join(PHASES) + " | other in cases |",
-                  "|---|---|---|---|---|---|" + "---|" * (len(PHASES) + 1)]
+                  + " | ".join(PHASES) + " | other in cases | CPU s | host busy |",
+                  "|---|---|---|---|---|---|" + "---|" * (len(PHASES) + 3)]
         for name, row in suite["devices"].items():
             lines.append(f"| {name} | {row['runs']} | {row['cases']} | {_s(row['wall_s'])} | "
                          f"{_s(row['case_total_s'])} | {_s(row['outside_cases_s'])} | "
                          + " | ".join(_s(row["phases_s"][p], 3) for p in PHASES)
-                         + f" | {_s(row['case_other_s'], 3)} |")
+                         + f" | {_s(row['case_other_s'], 3)} | {_s(row['cpu_s'])} | {_pct(row['host_busy'])} |")
         big = suite.get("big_case")
         if big:
-            lines += ["", f"One case at {big['entries_per_family']:,} entries per family (`-k \"{big['select']}\"`): "
-                      f"case {_s(big['case_s'])} s, process wall {_s(big['wall_s'])} s; phases: "
+            lines += ["", f"One case at {big['entries_per_family']:,} entries per family on every link of "
+                      f"{suite['reference']} (`-k \"{big['select']}\"`): pytest item (setup + call + "
+                      f"teardown) {_s(big['case_s'])} s, of which the case record (no evidence, no "
+                      f"cleanup) {_s(big['record_duration_s'])} s; process wall {_s(big['wall_s'])} s, "
+                      f"CPU {_s(big['cpu_s'])} s; phases: "
                       + ", ".join(f"{p} {_s(big['phases_s'][p], 3)}" for p in PHASES)]
     scaling = data.get("scaling")
     if scaling:
         lines += ["", "## 4. Scaling (own lab devices, -n = device count)", "",
-                  "| devices | wall s | vs one device |", "|---|---|---|"]
+                  "| devices | wall s | vs one device | CPU s (harness) | host busy |", "|---|---|---|---|---|"]
         for count, row in scaling["devices"].items():
-            lines.append(f"| {count} | {_s(row['wall_s'])} | {_x(row['vs_one'])} |")
+            lines.append(f"| {count} | {_s(row['wall_s'])} | {_x(row['vs_one'])} | {_s(row['cpu_s'])} | "
+                         f"{_pct(row['host_busy'])} |")
     growth = data.get("growth")
     if growth:
         lines += ["", f"## 5. Cost growth: one flush case on {growth['device']} (1 link; s)", "",
-                  "| entries/family | case | " + " | ".join(PHASES) + " | process wall |",
-                  "|---|---|" + "---|" * len(PHASES) + "---|"]
+                  "| entries/family | pytest item | case record | " + " | ".join(PHASES) + " | process wall |",
+                  "|---|---|---|" + "---|" * len(PHASES) + "---|"]
         for size, row in growth["sizes"].items():
-            lines.append(f"| {int(size):,} | {_s(row['case_s'], 3)} | "
+            lines.append(f"| {int(size):,} | {_s(row['case_s'], 3)} | {_s(row['record_duration_s'], 3)} | "
                          + " | ".join(_s(row["phases_s"][p], 3) for p in PHASES)
                          + f" | {_s(row['wall_s'])} |")
     for name, why in data.get("skipped", {}).items():
