@@ -217,8 +217,21 @@ class NeighcheckRun:
         order = {d.name: n for n, d in enumerate(self.devices)}
         # Group by device (stable): one device's cases run back to back, and on one xdist worker.
         items.sort(key=lambda i: order.get(_device_of(i) or "", -1))
-        for item in ours:
-            item.add_marker(pytest.mark.xdist_group(_device_of(item)))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config, log):
+        """`--dist loadgroup` (what `neighcheck run -n` asks for): one work unit per device.
+
+        xdist's own loadgroup reads xdist_group marks through node ids it rewrites, which
+        pytest >= 9.2 no longer allows (pytest-xdist#1386): the marks were silently ignored,
+        a device's cases were spread over the workers, and these fought for its lock."""
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        try:
+            names = [d.name for d in self.devices]
+        except pytest.UsageError:
+            return None  # the workers report the inventory problem
+        return _device_scheduling(names)(config, log)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session) -> None:
@@ -382,6 +395,27 @@ def _close_quietly(dut) -> None:
         dut.close()
     except Exception:  # noqa: BLE001 - the open error is the one to report
         pass
+
+
+def _device_scheduling(devices: list[str]):
+    from xdist.scheduler import LoadGroupScheduling
+
+    by_length = sorted(devices, key=len, reverse=True)
+
+    class DeviceScheduling(LoadGroupScheduling):
+        """xdist's loadgroup, where a conformance case's group is its device (read from the
+        case id, `test_flush_scope[<device>-AF_INET-eth1]`): all of a device's cases go to one
+        worker, in collection order (grouped by device)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.endswith("]") and "[" in nodeid:
+                param = nodeid[nodeid.rindex("[") + 1:-1]
+                for name in by_length:
+                    if param == name or param.startswith(name + "-"):
+                        return f"neighcheck-device:{name}"
+            return super()._split_scope(nodeid)
+
+    return DeviceScheduling
 
 
 # --- records and verdicts ------------------------------------------------------------------
