@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.agent import AF_INET, AF_INET6, Agent, Neighbor
-from harness.errors import DeviceError, SeedingError
+from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.judging import Key, index
 from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_entries
@@ -270,10 +270,10 @@ class DeviceUnderTest:
         wanted: dict[Key, str] = {}
         t0 = time.perf_counter()
         for link in self.links:
+            keys = {(s.family, link.ifindex, _canon(s.address)): s.lladdr for s in link.seeds}
+            wanted.update(keys)
+            self._leftovers.update(keys)  # before sending: a send that fails may have planted some
             self.seeder.send(link.target, link.seeds)
-            for s in link.seeds:
-                wanted[(s.family, link.ifindex, _canon(s.address))] = s.lladdr
-        self._leftovers.update(wanted)
         t1 = time.perf_counter()
         deadline = time.monotonic() + VERIFY_TIMEOUT
         resends, delay = 0, 0.01
@@ -285,23 +285,30 @@ class DeviceUnderTest:
             if total == 0:
                 break
             if time.monotonic() > deadline:
-                first = [f"{e.address} on {self._name(i)} ({why})"
-                         for i, m in missing.items() for e, why in m][:5]
-                raise SeedingError(f"device {self.device.name!r}: {total} of {len(wanted)} seeded "
-                                   f"entries did not land within {VERIFY_TIMEOUT:g} s after "
-                                   f"{resends} re-sends; first: {', '.join(first)}")
+                raise SeedingError(self._shortfall(missing, len(wanted),
+                                                   f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
             if delay >= 0.16 and resends < RESEND_ROUNDS:
                 # Frames lost on the link: send the missing ones again (bounded).
                 resends += 1
                 for link in self.links:
                     if missing[link.ifindex]:
-                        self.seeder.send(link.target, [e for e, _ in missing[link.ifindex]])
+                        try:
+                            self.seeder.send(link.target, [e for e, _ in missing[link.ifindex]])
+                        except NeighcheckError as exc:  # e.g. the test link went down
+                            raise SeedingError(f"{self._shortfall(missing, len(wanted), 'yet')}; "
+                                               f"re-sending them failed: {exc}") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         planted.entries = wanted
         planted.before = table
         planted.timings = {"seed": t1 - t0, "verify": time.perf_counter() - t1}
         return planted
+
+    def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
+        total = sum(len(m) for m in missing.values())
+        first = [f"{e.address} on {self._name(i)} ({why})" for i, m in missing.items() for e, why in m][:5]
+        return (f"device {self.device.name!r}: {total} of {wanted} seeded entries did not land "
+                f"{when}; first: {', '.join(first)}")
 
     def add_static(self, planted: Planted, link: LinkUnderTest, family: int, address: str,
                    lladdr: str) -> Any:
