@@ -275,6 +275,8 @@ class NeighcheckRun:
                 report.longrepr = f"teardown: {call.excinfo.value if call.excinfo else report.longrepr}"
             return report
         _conclude(record, report, call)
+        if not record.duration_s:  # ended before the case measured itself (e.g. seeding failed)
+            record.duration_s = report.duration
         self._apply_errata(record, report)
         report.longrepr = _short_repr(record, report)
         item.user_properties += [("device", record.device), ("clauses", " ".join(record.clauses)),
