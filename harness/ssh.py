@@ -126,8 +126,14 @@ class SshSession:
         tried: list[str] = []
         if login.key_file is not None:
             passphrase = os.environ.get(login.passphrase_env) if login.passphrase_env else None
+            if login.passphrase_env and passphrase is None:
+                raise UsageError(f"{self._where()}: environment variable {login.passphrase_env} "
+                                 "(passphrase_env) is not set")
             try:
-                pkey = paramiko.PKey.from_path(str(login.key_file), password=passphrase)
+                # Bytes: paramiko 5 hands a str passphrase to cryptography, which refuses it
+                # (TypeError "password must be bytes": every encrypted key failed to load).
+                pkey = paramiko.PKey.from_path(str(login.key_file),
+                                               password=passphrase.encode() if passphrase else None)
             except FileNotFoundError:
                 raise UsageError(f"{self._where()}: key file {login.key_file} does not exist") from None
             except (paramiko.SSHException, ValueError) as exc:
