@@ -1130,7 +1130,7 @@ def write_charts(data: dict, out: Path) -> list[str]:
             bars(ax, list(ok), [r["rate"] for r in ok.values()])
             log_axis(ax)
             ax.set_xlabel("entries/s landed (median, p10-p90)")
-            ax.set_title(f"seeding {int(size):,} per family ({2 * int(size):,} entries)")
+            ax.set_title(f"{int(size):,}/family ({2 * int(size):,} entries)")
         save(fig, "seeding.png")
     if suite := data.get("suite"):
         fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -1144,8 +1144,8 @@ def write_charts(data: dict, out: Path) -> list[str]:
             ax.barh(list(rows), widths, left=left, label=part)
             left = [a + b for a, b in zip(left, widths)]
         ax.invert_yaxis()
-        ax.set_xlabel("seconds (medians; outside cases = start, imports, device open/close, "
-                      "teardown, report)")
+        ax.set_xlabel("seconds (medians; other in cases = device open/close, cleanup, fixtures; "
+                      "outside = start, imports, report)", fontsize=8)
         ax.legend(fontsize=7, ncol=4)
         ax.set_title("suite wall time, by phase")
         save(fig, "suite.png")
