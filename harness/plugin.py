@@ -384,7 +384,8 @@ class NeighcheckRun:
                 tr.write_line(f"stale erratum (its cases now pass; remove it): {erratum}", yellow=True)
         for device in self.results.get("devices", []):
             if device.get("cleanup_failed"):
-                tr.write_line(f"device {device['name']} may be left dirty: {device['cleanup_failed']}", red=True)
+                tr.write_line(f"device {device['name']} may be left dirty: {device['cleanup_failed']}",
+                              red=True)
         tr.write_line(f"report: {self.run_dir / 'report.html'}")
 
 
