@@ -7,7 +7,6 @@ and closed whatever happens; closing removes everything the harness planted on t
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 import socket
 import time
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.agent import AF_INET, AF_INET6, Agent, Neighbor
+from harness.agent import AF_INET, AF_INET6, Agent, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.judging import Key, index
@@ -349,6 +348,8 @@ class DeviceUnderTest:
                 return
             lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
             result = self.session.run("ip -batch -", stdin=lines.encode())
+            if result.exit_status == 0:
+                return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()
                         if line.strip() and "No such file or directory" not in line]
             if result.exit_status != 0 and problems:
@@ -362,7 +363,7 @@ class DeviceUnderTest:
 
 
 def _canon(address: str) -> str:
-    return str(ipaddress.ip_address(address))
+    return canonical_address(address)
 
 
 def planted_index(table: tuple[Neighbor, ...]) -> dict[Key, Neighbor]:

@@ -1,10 +1,11 @@
 """Ethernet frames for neighbor seeding and answering: ARP and IPv6 Neighbor Discovery.
 
-Each frame kind is built ONCE per process with scapy (placeholder addresses, so scapy's own
-encoder fixes every constant field: lengths, hop limit, option layout), then split into byte
-slices. A per-link builder patches the device's addresses in once, and a per-entry call only
-joins the changing bytes (seed MAC and address, plus the ICMPv6 checksum). That is what makes
-100k+ frames/s possible from Python: no scapy object per frame.
+Each frame kind is a constant template: the bytes scapy builds with placeholder addresses
+(so scapy's encoder fixed every constant field: lengths, hop limit, option layout; the tests
+check them against scapy), split into byte slices. A per-link builder patches the device's
+addresses in once, and a per-entry call only joins the changing bytes (seed MAC and address,
+plus the ICMPv6 checksum). That is what makes 100k+ frames/s possible from Python: no scapy
+object per frame, and no scapy import at run time.
 
 ICMPv6 checksum: the Internet checksum is a one's-complement sum of 16-bit words, so it is
 linear in the words it covers (RFC 1071 §2, RFC 1624). The builder sums the constant words
@@ -18,7 +19,6 @@ Layouts assume untagged Ethernet II (test links are plain access links; no VLAN 
 
 from __future__ import annotations
 
-import functools
 import socket
 import struct
 from typing import NamedTuple
@@ -92,38 +92,29 @@ def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     return _fold_checksum(_sum16(pseudo) + _sum16(message))
 
 
-@functools.cache
-def _templates() -> dict[str, bytes]:
-    """The four frame kinds, built once by scapy with all-zero placeholder addresses."""
-    # Only the layers needed: `import scapy.all` costs about 2 s, these about 0.5 s.
-    from scapy.layers.inet6 import (
-        IPv6,
-        ICMPv6ND_NA,
-        ICMPv6ND_NS,
-        ICMPv6NDOptDstLLAddr,
-        ICMPv6NDOptSrcLLAddr,
-    )
-    from scapy.layers.l2 import ARP, Ether
+# The four frame kinds as scapy builds them with all-zero placeholder addresses (the harness
+# fills in the rest per link and per entry). Constants, not built at run time: importing
+# scapy's inet6 layer costs 0.5-1 s in every process and xdist worker, more than the rest of a
+# small suite run. tests/test_packets.py checks them against scapy byte for byte.
+_TEMPLATES = {
+    "arp_request": bytes.fromhex("0000000000000000000000000806000108000604000100000000000000000000"
+                                 "00000000000000000000"),
+    "arp_reply": bytes.fromhex("0000000000000000000000000806000108000604000200000000000000000000"
+                               "00000000000000000000"),
+    "ns": bytes.fromhex("00000000000000000000000086dd6000000000203aff00000000000000000000"
+                        "00000000000000000000000000000000000000000000870077a4000000000000"
+                        "00000000000000000000000000000101000000000000"),
+    # Solicited + Override, not a router: the answer a host gives for its own address.
+    "na": bytes.fromhex("00000000000000000000000086dd6000000000203aff00000000000000000000"
+                        "00000000000000000000000000000000000000000000880015a4600000000000"
+                        "00000000000000000000000000000201000000000000"),
+}
+assert len(_TEMPLATES["arp_request"]) == len(_TEMPLATES["arp_reply"]) == ARP_FRAME_LEN
+assert len(_TEMPLATES["ns"]) == len(_TEMPLATES["na"]) == ND_FRAME_LEN
 
-    zmac, z4, z6 = "00:00:00:00:00:00", "0.0.0.0", "::"
-    arp = Ether(dst=zmac, src=zmac) / ARP(hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)
-    frames = {
-        "arp_request": bytes(arp),
-        "arp_reply": bytes(Ether(dst=zmac, src=zmac)
-                           / ARP(op=ARP_REPLY, hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)),
-        "ns": bytes(Ether(dst=zmac, src=zmac)
-                    / IPv6(src=z6, dst=z6, hlim=255)
-                    / ICMPv6ND_NS(tgt=z6)
-                    / ICMPv6NDOptSrcLLAddr(lladdr=zmac)),
-        # Solicited + Override, not a router: the answer a host gives for its own address.
-        "na": bytes(Ether(dst=zmac, src=zmac)
-                    / IPv6(src=z6, dst=z6, hlim=255)
-                    / ICMPv6ND_NA(tgt=z6, R=0, S=1, O=1)
-                    / ICMPv6NDOptDstLLAddr(lladdr=zmac)),
-    }
-    assert len(frames["arp_request"]) == len(frames["arp_reply"]) == ARP_FRAME_LEN
-    assert len(frames["ns"]) == len(frames["na"]) == ND_FRAME_LEN
-    return frames
+
+def _templates() -> dict[str, bytes]:
+    return _TEMPLATES
 
 
 def _nd_frame_with_checksum(template: bytes, eth_dst: bytes, eth_src: bytes, ip_src: bytes,

@@ -33,6 +33,7 @@ from harness.verdicts import CaseRecord, Verdict
 
 CASE_KEY = pytest.StashKey["CaseRecord"]()
 MAX_ENTRIES = 16384
+EVIDENCE_INDENT_MAX = 2048  # table rows up to which evidence files are indented
 
 
 # --- options -------------------------------------------------------------------------------
@@ -510,7 +511,10 @@ class Case:
         path = self.run.evidence_dir / self.record.device / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.evidence["case"] = {k: v for k, v in self.record.to_dict().items() if k != "evidence"}
-        path.write_text(json.dumps(self.evidence, indent=1, default=str))
+        # Indented while a person would read it; past that, json's C encoder (indent forces
+        # the pure-Python one: 3x slower, 1.3 s for a 65k-entry case).
+        small = len(self.evidence.get("before", ())) <= EVIDENCE_INDENT_MAX
+        path.write_text(json.dumps(self.evidence, indent=1 if small else None, default=str))
         self.record.timings["evidence"] = time.perf_counter() - t0
         try:
             self.record.evidence = str(path.relative_to(self.run.run_dir))

@@ -356,3 +356,21 @@ def test_verify_present_times_out_with_a_useful_message() -> None:
     with pytest.raises(SeedingError, match=r"17 of 20 seeded entries missing on ifindex 5 "
                                            r"after .* first: 198\.19\.0\.3 \(absent\)"):
         verify_present(lambda: rows, 5, plan, timeout=0.2)
+
+
+def test_frame_templates_are_what_scapy_builds() -> None:
+    """The constant templates equal scapy's own encoding (lengths, hop limit, options, checksum)."""
+    from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
+                                    ICMPv6NDOptSrcLLAddr, IPv6)
+    from scapy.layers.l2 import ARP, Ether
+
+    zmac, z4, z6 = "00:00:00:00:00:00", "0.0.0.0", "::"
+    ether = Ether(dst=zmac, src=zmac)
+    assert packets._templates() == {
+        "arp_request": bytes(ether / ARP(hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)),
+        "arp_reply": bytes(ether / ARP(op=packets.ARP_REPLY, hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)),
+        "ns": bytes(ether / IPv6(src=z6, dst=z6, hlim=255) / ICMPv6ND_NS(tgt=z6)
+                    / ICMPv6NDOptSrcLLAddr(lladdr=zmac)),
+        "na": bytes(ether / IPv6(src=z6, dst=z6, hlim=255) / ICMPv6ND_NA(tgt=z6, R=0, S=1, O=1)
+                    / ICMPv6NDOptDstLLAddr(lladdr=zmac)),
+    }
