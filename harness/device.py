@@ -79,6 +79,9 @@ class DeviceLock:
             if status == 75:
                 raise DeviceError(f"device {self.session.device_name!r} is in use by another run "
                                   f"({line or 'holder unknown'}); waited {self.wait:g} s for {LOCK_PATH}")
+            if status == -1:  # no exit status: the connection went, not the command
+                raise DeviceError(f"device {self.session.device_name!r}: the connection dropped while "
+                                  f"taking {LOCK_PATH}")
             raise DeviceError(f"device {self.session.device_name!r}: cannot take {LOCK_PATH} "
                               f"(exit {status}; is flock installed?)")
         self._channel = channel
