@@ -634,14 +634,19 @@ def lock_is_free(flab: PrivateLab, name: str) -> bool:
         return True
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-def test_ctrl_c_mid_run_cleans_the_devices_and_keeps_every_finished_case(flab, workers):
+@pytest.mark.parametrize("workers, taps", [((), 1), (("-n", "2"), 1), ((), 2)],
+                         ids=["serial", "xdist", "double-tap"])
+def test_ctrl_c_mid_run_cleans_the_devices_and_keeps_every_finished_case(flab, workers, taps):
     run = flab.start(None, *workers)
     run.wait_for_cases(6)
-    if workers:
-        os.killpg(run.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
-    else:
-        run.proc.send_signal(signal.SIGINT)
+    for tap in range(taps):
+        if workers:
+            os.killpg(run.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        else:
+            run.proc.send_signal(signal.SIGINT)
+        # A double tap: the second one while pytest still reports the first (it takes a while
+        # to format the traceback), before the cleanup starts, which must then still run.
+        time.sleep(0.15)
     sent = time.monotonic()
     result = run.wait(30)
 
@@ -662,9 +667,10 @@ def test_ctrl_c_mid_run_cleans_the_devices_and_keeps_every_finished_case(flab, w
 
 
 SLOW_WHEN_TOLD_AGENT = """#!/bin/sh
-# A vendor agent that takes 3 s for every call once the file $1 exists (a slow cleanup),
-# and says when it is sleeping.
-if [ -e "$1" ]; then touch "$1.sleeping"; sleep 3; fi
+# A vendor agent that, once the file $1 exists, takes 3 s for every call from the next flush
+# on (so the harness is mid-case, with entries planted), and says when it is sleeping.
+if [ -e "$1" ] && [ "$2" = flush ]; then touch "$1.armed"; fi
+if [ -e "$1.armed" ]; then touch "$1.sleeping"; sleep 3; fi
 shift
 exec sh @SHIM@ "$@"
 """
@@ -673,17 +679,17 @@ exec sh @SHIM@ "$@"
 def test_a_second_ctrl_c_during_a_slow_cleanup_exits_at_once_and_says_what_was_left(flab):
     a = "F-linux-a"
     marker = flab.root / "slow-now"
-    marker.unlink(missing_ok=True)
-    Path(f"{marker}.sleeping").unlink(missing_ok=True)
+    for path in (marker, Path(f"{marker}.armed"), Path(f"{marker}.sleeping")):
+        path.unlink(missing_ok=True)
     agent = flab.agent_script("slow_when_told.sh", SLOW_WHEN_TOLD_AGENT)
     inventory = flab.inventory("slow.toml", only=(a,), agent={a: ["sh", str(agent), str(marker)]})
     run = flab.start(inventory)
     run.wait_for_cases(3)
     marker.touch()
-    # The harness waits for a slow call mid-case (it has planted entries): interrupt it there.
+    # The harness waits for a slow flush mid-case (it has planted entries): interrupt it there.
     wait_for(lambda: Path(f"{marker}.sleeping").exists(), 10, "a slow agent call")
     run.proc.send_signal(signal.SIGINT)
-    time.sleep(1.0)  # the cleanup of what the case planted is now waiting for a 3 s agent call
+    time.sleep(1.0)  # the case's cleanup of what it planted now waits for a 3 s agent call
     run.proc.send_signal(signal.SIGINT)
     second = time.monotonic()
     result = run.wait(30)
