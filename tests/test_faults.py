@@ -339,6 +339,10 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> None:
         time.sleep(step)
 
 
+needs_nft = pytest.mark.skipif(shutil.which("nft") is None,
+                               reason="needs nft to drop frames in the device (apt-get install nftables)")
+
+
 def nft(netns: str, script: str) -> None:
     proc = subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script, text=True,
                           capture_output=True, timeout=10)
@@ -492,6 +496,7 @@ def test_a_device_lost_mid_run_errors_its_remaining_cases_and_the_other_device_p
     assert flab.status_ok()
 
 
+@needs_nft
 def test_a_silent_device_costs_one_timeout_not_one_per_case(flab):
     a = "F-linux-a"
     agent = flab.agent_script("darkening_agent.sh", DARKENING_AGENT)
@@ -571,6 +576,7 @@ def test_a_test_link_cut_during_seeding_ends_that_case_as_an_error_naming_the_sh
     assert flab.planted_left(a) == []
 
 
+@needs_nft
 def test_loss_during_seeding_is_repaired_by_bounded_resends_or_ends_as_a_shortfall_error(flab):
     a = "F-linux-a"
     ns = flab.devices[a].netns
@@ -598,6 +604,7 @@ def test_loss_during_seeding_is_repaired_by_bounded_resends_or_ends_as_a_shortfa
     assert flab.planted_left(a) == []
 
 
+@needs_nft
 def test_total_loss_on_a_link_ends_the_case_as_an_error_within_the_verify_bound(flab):
     a = "F-linux-a"
     ns = flab.devices[a].netns
