@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from harness.inventory import load_inventory
-from harness.lab import GC_THRESHOLDS, Lab, _sysctl_path, gc_sysctls
+from harness.lab import HOST_SYSCTLS, Lab, _sysctl_path
 
 REPO = Path(__file__).resolve().parent.parent
 NEIGHCHECK = REPO / ".venv" / "bin" / "neighcheck"
@@ -170,15 +170,15 @@ class PrivateLab:
     # the lab ---------------------------------------------------------------------------------
     def up(self) -> None:
         recorded = set(self.lab._load_state()["sysctls"])
-        before = {name: int(_sysctl_path(name).read_text()) for name in gc_sysctls()}
+        before = {name: int(_sysctl_path(name).read_text()) for name in HOST_SYSCTLS}
         self.lab.up()
-        # `lab down` writes back what `lab up` first read. A threshold that was already raised
-        # (by another lab that is up) is not ours to restore: forget it, so that our down never
+        # `lab down` writes back what `lab up` first read. A sysctl that was already raised (by
+        # another lab that is up) is not ours to restore: forget it, so that our down never
         # undoes that lab's own restore later. (Reported: Lab should record only what it changed.)
         with self.lab._locked():
             state = self.lab._load_state()
             for name, value in before.items():
-                if name not in recorded and value >= GC_THRESHOLDS[name.rsplit(".", 1)[1]]:
+                if name not in recorded and value >= HOST_SYSCTLS[name]:
                     state["sysctls"].pop(name, None)
             self.lab._save_state(state)
 
