@@ -7,6 +7,7 @@ and closed whatever happens; closing removes everything the harness planted on t
 
 from __future__ import annotations
 
+import base64
 import shlex
 import socket
 import time
@@ -60,14 +61,19 @@ class DeviceLock:
         self.session, self.holder, self.wait = session, holder, wait
         self._channel = None
 
-    def acquire(self) -> None:
+    def command(self) -> str:
+        """The device-side command: prints `locked` once held, then holds it until stdin closes;
+        exit 75 (after printing the holder) when another run keeps it past the wait."""
         info = LOCK_PATH + ".holder"
         script = (f"exec 9>>{LOCK_PATH} || exit 70; "
                   f"if ! flock -w {self.wait:g} 9; then cat {info} 2>/dev/null; exit 75; fi; "
                   f"printf '%s\\n' {shlex.quote(self.holder)} > {info}; echo locked; exec cat >/dev/null")
+        return f"sh -c {shlex.quote(script)}"
+
+    def acquire(self) -> None:
         channel = self.session.open_channel()
         channel.settimeout(self.wait + 10)
-        channel.exec_command(f"sh -c {shlex.quote(script)}")
+        channel.exec_command(self.command())
         try:
             line = channel.makefile("rb").readline().decode(errors="replace").strip()
         except socket.timeout:
@@ -101,6 +107,30 @@ class DeviceLock:
             self._channel = None
 
 
+class WindowsDeviceLock(DeviceLock):
+    """The same lock on Windows: a file in %ProgramData% opened with no sharing, held by a
+    PowerShell process for as long as the channel's stdin stays open. Sent as -EncodedCommand
+    so cmd.exe never parses it. (Not yet run against real Windows: no Windows host here.)"""
+
+    def command(self) -> str:
+        holder = self.holder.replace("'", "''")
+        script = "\n".join([
+            "$p = Join-Path $env:ProgramData 'neighcheck.lock'",
+            f"$deadline = (Get-Date).AddSeconds({self.wait:g})",
+            "while ($true) {",
+            "  try { $f = [IO.File]::Open($p, 'OpenOrCreate', 'ReadWrite', 'None'); break }",
+            "  catch { if ((Get-Date) -gt $deadline) {",
+            "      Get-Content ($p + '.holder') -ErrorAction SilentlyContinue; exit 75 }",
+            "    Start-Sleep -Milliseconds 200 }",
+            "}",
+            f"Set-Content -Path ($p + '.holder') -Value '{holder}'",
+            "'locked'",
+            "[Console]::In.ReadToEnd() | Out-Null",
+        ])
+        encoded = base64.b64encode(script.encode("utf-16-le")).decode()
+        return f"powershell -NoProfile -NonInteractive -EncodedCommand {encoded}"
+
+
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
                  holder: str, lock_wait: float = 30.0):
@@ -126,9 +156,11 @@ class DeviceUnderTest:
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
-        if self.device.os == "linux":
-            self.lock = DeviceLock(self.session, self.holder, self.lock_wait)
-            self.lock.acquire()
+        # A POSIX device (Linux, or Windows reached through a launcher like the Wine lab
+        # device) locks with flock; Windows itself with an unshared file.
+        posix = self.device.os == "linux" or bool(self.device.agent.launcher)
+        self.lock = (DeviceLock if posix else WindowsDeviceLock)(self.session, self.holder, self.lock_wait)
+        self.lock.acquire()
         self.agent = self._make_agent()
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
         self.stacks = self.agent.stacks()

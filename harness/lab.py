@@ -200,7 +200,10 @@ class Lab:
         for name, wanted in HOST_SYSCTLS.items():
             path = _sysctl_path(name)
             current = int(path.read_text())
-            state["sysctls"].setdefault(name, current)  # the original, recorded once
+            if current < wanted and name not in state["sysctls"]:
+                # Record (once) and restore at down only what this lab changed: a value that
+                # was already high enough belongs to someone else.
+                state["sysctls"][name] = current
             if current < wanted:
                 path.write_text(str(wanted))
         self._save_state(state)
@@ -349,12 +352,16 @@ class Lab:
         """Kill the device's sshd and its session processes, by pid (the device goes dark)."""
         state = state or self._load_state()
         record = state["devices"].get(device.name, {})
-        pid = record.get("sshd_pid")
-        if pid and _pid_alive(pid, record.get("dir", "")):
-            _kill(pid)
-        for line in run("ip", "netns", "pids", device.netns, check=False).stdout.split():
-            if line.isdigit() and _pid_alive(int(line), "sshd"):
-                _kill(int(line), timeout=1.0)
+        pids = [int(p) for p in run("ip", "netns", "pids", device.netns, check=False).stdout.split()
+                if p.isdigit() and _pid_alive(int(p), "sshd")]
+        # All at once, sessions and listener together: the device goes dark in one step.
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            _kill(pid, timeout=1.0)  # waits until gone (SIGTERM to a dead pid is a no-op)
 
     @staticmethod
     def _session_env(device: Device, ddir: Path) -> list[str]:

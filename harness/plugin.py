@@ -221,12 +221,13 @@ class NeighcheckRun:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config, log):
-        """`--dist loadgroup` (what `neighcheck run -n` asks for): one work unit per device.
+        """`-n N` (load) or `--dist loadgroup` (what `neighcheck run -n` asks for): one work
+        unit per device.
 
         xdist's own loadgroup reads xdist_group marks through node ids it rewrites, which
         pytest >= 9.2 no longer allows (pytest-xdist#1386): the marks were silently ignored,
         a device's cases were spread over the workers, and these fought for its lock."""
-        if config.getvalue("dist") != "loadgroup":
+        if config.getvalue("dist") not in ("load", "loadgroup"):  # `-n N` alone means load
             return None
         try:
             names = [d.name for d in self.devices]
