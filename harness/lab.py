@@ -36,6 +36,7 @@ from harness.errors import UsageError
 from harness.inventory import Device, Inventory
 
 SSHD = "/usr/sbin/sshd"
+DEVICE_AUTHORIZED_KEYS = "/run/lock/nck-authorized_keys"  # inside the device's mount namespace
 UNPRIVILEGED_UID = 64999
 # Values large enough for 16,384 entries per family on every link of several devices.
 GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
@@ -293,7 +294,7 @@ class Lab:
             f"Port {device.ssh.port}",
             f"HostKey {host_key}",
             f"PidFile {pidfile}",
-            f"AuthorizedKeysFile {ddir / 'authorized_keys'}",
+            f"AuthorizedKeysFile {DEVICE_AUTHORIZED_KEYS}",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
@@ -317,7 +318,12 @@ class Lab:
                           f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
         q = shlex.quote
-        mounts = [f"mount --bind {q(str(passwd))} /etc/passwd", "mount -t tmpfs nck-lock /run/lock"]
+        # sshd reads authorized_keys as the logging-in user: the non-admin account cannot reach
+        # the state dir when it sits under a 0700 directory (e.g. a checkout in /root), so the
+        # device gets its own copy in its private /run/lock.
+        mounts = [f"mount --bind {q(str(passwd))} /etc/passwd", "mount -t tmpfs nck-lock /run/lock",
+                  f"cp {q(str(ddir / 'authorized_keys'))} {DEVICE_AUTHORIZED_KEYS}",
+                  f"chmod 644 {DEVICE_AUTHORIZED_KEYS}"]
         for rc in ("/root/.bashrc", "/root/.profile", "/root/.bash_profile", "/etc/bash.bashrc"):
             if Path(rc).exists():
                 mounts.append(f"mount --bind {q(str(empty_rc))} {rc}")
