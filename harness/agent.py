@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.errors import AgentError
 from harness.inventory import Device
@@ -29,6 +29,7 @@ from harness.status import Outcome, normalise
 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 FAMILY_NAMES = {AF_UNSPEC: "AF_UNSPEC", AF_INET: "AF_INET", AF_INET6: "AF_INET6"}
+_FAMILIES = frozenset({AF_INET, AF_INET6})
 STATES = frozenset({"incomplete", "probe", "delay", "stale", "reachable", "failed", "permanent",
                     "noarp", "unreachable"})
 
@@ -42,9 +43,8 @@ def linux_shim_text() -> str:
     return resources.files("harness").joinpath("agents/linux_shim.sh").read_text()
 
 
-@dataclass(frozen=True)
-class Neighbor:
-    """One neighbor-table entry as the protocol reports it."""
+class Neighbor(NamedTuple):
+    """One neighbor-table entry as the protocol reports it (a tuple: tables hold 65k of them)."""
 
     address: str
     family: int
@@ -185,23 +185,26 @@ class Agent:
                            str(reply.get("detail")) if reply.get("detail") is not None else None)
 
     def _neighbor(self, entry: Any) -> Neighbor:
-        def bad(why: str) -> AgentError:
-            return AgentError(f"device {self.device.name!r}: malformed table entry ({why}): {entry!r}")
-
-        if not isinstance(entry, dict):
-            raise bad("not an object")
+        # The hot path of a big table read: exact type checks (bool is not an int here),
+        # and the message is built only for a bad entry.
+        if type(entry) is not dict:
+            raise self._bad_entry(entry, "not an object")
         address, family, ifindex = entry.get("address"), entry.get("family"), entry.get("ifindex")
-        if not isinstance(address, str) or family not in (AF_INET, AF_INET6) or not _is_int(ifindex):
-            raise bad("address, family (2|23) and ifindex are required")
+        if type(address) is not str or type(family) is not int or family not in _FAMILIES \
+                or type(ifindex) is not int:
+            raise self._bad_entry(entry, "address, family (2|23) and ifindex are required")
         state = entry.get("state")
-        if not isinstance(state, str) or state.lower() not in STATES:
-            raise bad(f"state must be one of {', '.join(sorted(STATES))}")
+        state = state.lower() if type(state) is str else None
+        if state not in STATES:
+            raise self._bad_entry(entry, f"state must be one of {', '.join(sorted(STATES))}")
         lladdr = entry.get("lladdr")
-        if lladdr is not None and not isinstance(lladdr, str):
-            raise bad("lladdr must be a string or null")
-        return Neighbor(address=_canonical(address), family=family, ifindex=ifindex,
-                        lladdr=lladdr.lower() if lladdr else None, state=state.lower(),
-                        router=bool(entry.get("router", False)))
+        if lladdr is not None and type(lladdr) is not str:
+            raise self._bad_entry(entry, "lladdr must be a string or null")
+        return Neighbor(_canonical(address), family, ifindex, lladdr.lower() if lladdr else None,
+                        state, bool(entry.get("router", False)))
+
+    def _bad_entry(self, entry: Any, why: str) -> AgentError:
+        return AgentError(f"device {self.device.name!r}: malformed table entry ({why}): {entry!r}"[:500])
 
 
 def _is_int(value: Any) -> bool:

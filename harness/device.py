@@ -19,7 +19,7 @@ from harness.agent import AF_INET, AF_INET6, Agent, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.judging import Key, index
-from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_entries
+from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan
 from harness.responder import Responder
 from harness.ssh import SshSession
 from harness.status import Outcome, describe
@@ -37,6 +37,10 @@ class LinkUnderTest:
     ifindex: int
     target: LinkTarget
     seeds: list[SeedEntry]
+    keys: list[Key] = field(default_factory=list)  # each seed's table key, in seeds' order
+
+    def __post_init__(self) -> None:
+        self.keys = [(s.family, self.ifindex, _canon(s.address)) for s in self.seeds]
 
 
 @dataclass
@@ -304,7 +308,7 @@ class DeviceUnderTest:
         wanted: dict[Key, str] = {}
         t0 = time.perf_counter()
         for link in self.links:
-            keys = {(s.family, link.ifindex, _canon(s.address)): s.lladdr for s in link.seeds}
+            keys = {key: s.lladdr for key, s in zip(link.keys, link.seeds)}
             wanted.update(keys)
             self._leftovers.update(keys)  # before sending: a send that fails may have planted some
             self.seeder.send(link.target, link.seeds)
@@ -313,8 +317,7 @@ class DeviceUnderTest:
         resends, delay = 0, 0.01
         while True:
             table = self.table()
-            rows = [e.to_dict() for e in table]
-            missing = {link.ifindex: missing_entries(rows, link.ifindex, link.seeds) for link in self.links}
+            missing = self._missing(table)
             total = sum(len(m) for m in missing.values())
             if total == 0:
                 break
@@ -337,6 +340,25 @@ class DeviceUnderTest:
         planted.before = table
         planted.timings = {"seed": t1 - t0, "verify": time.perf_counter() - t1}
         return planted
+
+    def _missing(self, table: tuple[Neighbor, ...]) -> dict[int, list[tuple[SeedEntry, str]]]:
+        """Per link, the seeds the table does not show as planted, each with why.
+
+        The same rule as seeding.missing_entries, on the agent's parsed entries directly
+        (a 65k-entry table is not turned back into dicts on every poll)."""
+        seen = index(table)
+        missing: dict[int, list[tuple[SeedEntry, str]]] = {}
+        for link in self.links:
+            gaps = missing.setdefault(link.ifindex, [])
+            for seed, key in zip(link.seeds, link.keys):
+                entry = seen.get(key)
+                if entry is None:
+                    gaps.append((seed, "absent"))
+                elif entry.state in ("failed", "incomplete"):
+                    gaps.append((seed, f"state {entry.state}"))
+                elif entry.lladdr != seed.lladdr:
+                    gaps.append((seed, f"lladdr {entry.lladdr}, seeded {seed.lladdr}"))
+        return missing
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())
