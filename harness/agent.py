@@ -30,6 +30,7 @@ from harness.status import Outcome, normalise
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 FAMILY_NAMES = {AF_UNSPEC: "AF_UNSPEC", AF_INET: "AF_INET", AF_INET6: "AF_INET6"}
 _FAMILIES = frozenset({AF_INET, AF_INET6})
+READ_ONLY_VERBS = frozenset({"info", "interfaces", "stacks", "table"})
 STATES = frozenset({"incomplete", "probe", "delay", "stale", "reachable", "failed", "permanent",
                     "noarp", "unreachable"})
 
@@ -90,6 +91,7 @@ class Agent:
         self.session = session
         self._prefix = argv_prefix
         self.calls = 0
+        self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
 
     def command_line(self, verb: str, *args: str | int) -> str:
         words = [verb, *map(str, args)]
@@ -106,6 +108,8 @@ class Agent:
 
     def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:
         command = self.command_line(verb, *args)
+        if verb not in READ_ONLY_VERBS:
+            self.mutations += 1  # counted before it runs: an abandoned call may still have run
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
         where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()

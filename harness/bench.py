@@ -27,7 +27,6 @@ printed. Exit 0 when every judged target passes, 1 when one is short.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -40,11 +39,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.hostlock import host_lock
 from harness.errors import DeviceError, NeighcheckError, SeedingError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -930,22 +930,10 @@ def bench_growth(own_inventory, device: str, settings: Settings, out: Path,
 
 
 # --- locks and labs ---------------------------------------------------------------------------------
-@contextmanager
 def _own_lab_lock(own: OwnLab, wait: float):
     """One bench per own-lab identity at a time: two would tear down each other's devices."""
     path = Path("/run/lock") / f"nckP-bench-{own.first}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UsageError(f"bench: another bench holds {path} (waited {wait:g} s)") from None
-                time.sleep(0.2)
-        yield
+    return host_lock(path, wait, f"bench: another bench holds {path} (waited {wait:g} s)")
 
 
 @contextmanager

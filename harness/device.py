@@ -155,6 +155,8 @@ class DeviceUnderTest:
         self.lost: DeviceError | None = None  # set once the device is gone; it stays gone
         self._leftovers: dict[Key, str] = {}  # planted and not yet removed
         self.read_families: tuple[int, ...] = (0,)
+        self._last_table: tuple[Neighbor, ...] | None = None  # the latest read, while current
+        self._last_table_at = -1  # the agent's mutation count at that read
         self.delete_supported = True
 
     # --- open / close --------------------------------------------------------------------
@@ -300,11 +302,14 @@ class DeviceUnderTest:
                 raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
                                   f"{describe(part.status.raw, part.status.space)}")
             entries += part.entries
-        return tuple(entries)
+        self._last_table = tuple(entries)
+        self._last_table_at = self.agent.mutations
+        return self._last_table
 
     def seed(self) -> Planted:
         """Plant every link's seeds by traffic and wait until the device shows all of them."""
         planted = Planted()
+        self._last_table = None  # entries are about to appear: no earlier read is current
         wanted: dict[Key, str] = {}
         t0 = time.perf_counter()
         for link in self.links:
@@ -371,6 +376,7 @@ class DeviceUnderTest:
         assert self.agent is not None
         key = (family, link.ifindex, _canon(address))
         self._leftovers[key] = lladdr
+        self._last_table = None
         reply = self.agent.add(family, link.ifindex, address, lladdr)
         planted.static[key] = lladdr
         return reply
@@ -397,10 +403,16 @@ class DeviceUnderTest:
         # `ip neigh del` exits at the first entry that is not there, -force or not (iproute2
         # 6.1), and a case's flush has usually removed some: delete only what the table
         # still shows, and read again in case an entry vanished between read and delete.
+        # The first round trusts the case's own last read (its snapshot after the flush):
+        # only the harness adds entries, and it forgets that read whenever it does.
         names = {int(i["index"]): i["name"] for i in self.interfaces}
         wanted = {(family, ifx, _canon(addr)) for family, ifx, addr in keys if ifx in names}
+        # A call that may have changed the table since (even one abandoned half-way, e.g. by
+        # Ctrl-C: it may still run on the device) makes that read stale.
+        last = self._last_table if self.agent and self.agent.mutations == self._last_table_at else None
         for _ in range(CLEANUP_ROUNDS):
-            present = sorted(wanted & {(e.family, e.ifindex, _canon(e.address)) for e in self.table()})
+            table, last = (last if last is not None else self.table()), None
+            present = sorted(wanted & {e.key for e in table})
             if not present:
                 return
             lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)

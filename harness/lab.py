@@ -18,7 +18,6 @@ them so seeded tables are not evicted and `down` restores the recorded originals
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,11 +27,11 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.hostlock import host_lock
 from harness.inventory import Device, Inventory
 
 SSHD = "/usr/sbin/sshd"
@@ -147,22 +146,10 @@ class Lab:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
-    @contextmanager
     def _locked(self):
         """Serialise lab changes (pytest-xdist workers may all try to bring the lab up)."""
-        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_file, "w") as fh:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise UsageError(f"lab: another process holds {self.lock_file} for over "
-                                         "120 s (a stuck `neighcheck lab`?)") from None
-                    time.sleep(0.1)
-            yield
+        return host_lock(self.lock_file, 120, f"lab: another process holds {self.lock_file} for "
+                                              "over 120 s (a stuck `neighcheck lab`?)")
 
     @staticmethod
     def require_root() -> None:
@@ -348,16 +335,14 @@ class Lab:
             record = state["devices"].get(device.name)
             if record is None:
                 raise UsageError(f"lab: {device.name} is not up")
-            self.kill_sshd(device, state)
+            self.kill_sshd(device)
             record["sshd_pid"] = self._start_sshd(device, Path(record["dir"]))
             self._save_state(state)
         self._wait_ssh(device)
         return record["sshd_pid"]
 
-    def kill_sshd(self, device: Device, state: dict | None = None) -> None:
+    def kill_sshd(self, device: Device) -> None:
         """Kill the device's sshd and its session processes, by pid (the device goes dark)."""
-        state = state or self._load_state()
-        record = state["devices"].get(device.name, {})
         pids = [int(p) for p in run("ip", "netns", "pids", device.netns, check=False).stdout.split()
                 if p.isdigit() and _pid_alive(int(p), "sshd")]
         # All at once, sessions and listener together: the device goes dark in one step.

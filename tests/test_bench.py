@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

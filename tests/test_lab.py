@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,9 @@ def test_up_repairs_a_device_whose_sshd_died(lab):
     lab.up()
     for pid in sshd_pids_for(state):
         os.kill(pid, 9)
+    deadline = time.monotonic() + 3  # SIGKILL is delivered asynchronously
+    while lab.status()[0].up and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lab.status()[0].up is False
     assert lab.up() == ["labtest"]
     assert lab.status()[0].up is True
