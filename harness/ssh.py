@@ -24,6 +24,8 @@ import paramiko
 from harness.errors import DeviceError, UsageError
 from harness.inventory import Credentials, SshConfig
 
+MAX_OUTPUT = 256 << 20  # a full 65k-entry table is about 8.4 MB
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -217,6 +219,13 @@ class SshSession:
     def _collect(self, channel: paramiko.Channel, deadline: float, limit: float, command: str):
         out, err = bytearray(), bytearray()
         while True:
+            # Checked while data flows too: a command that never stops printing must still hit
+            # its timeout, and must not fill the harness's memory first.
+            if len(out) + len(err) > MAX_OUTPUT:
+                raise DeviceError(f"{self._where()}: command printed more than "
+                                  f"{MAX_OUTPUT >> 20} MiB; stopped it: {_shown(command)}")
+            if time.monotonic() > deadline:
+                raise self._timeout(limit, command)
             if channel.recv_ready():
                 out += channel.recv(65536)
                 continue

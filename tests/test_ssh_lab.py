@@ -111,3 +111,12 @@ def test_reconnects_once_after_sshd_restarts(default_lab):
         after = s.run("echo $SSH_CONNECTION").stdout
         assert s.connects == 2
         assert before != after
+
+
+def test_a_command_that_never_stops_printing_still_times_out(default_lab):
+    with session_for(default_lab) as s:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match="timed out after 1 s|printed more than"):
+            s.run("yes neighcheck", timeout=1)
+        assert time.monotonic() - t0 < 5
+        assert s.run("echo alive").stdout == b"alive\n"
