@@ -433,7 +433,3 @@ class DeviceUnderTest:
 
 def _canon(address: str) -> str:
     return canonical_address(address)
-
-
-def planted_index(table: tuple[Neighbor, ...]) -> dict[Key, Neighbor]:
-    return index(table)

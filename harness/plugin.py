@@ -83,7 +83,6 @@ class NeighcheckRun:
         self.duts: dict[str, Any] = {}  # device name -> DeviceUnderTest or the error that stopped it
         self.seeder = None
         self.writer: ResultsWriter | None = None
-        self.active = False  # True once a conformance item is collected
         self._lab_was_down = False
         self._interrupted = False  # Ctrl-C seen (pytest's exit status can miss a second one)
         self._errata = None
@@ -213,7 +212,6 @@ class NeighcheckRun:
         ours = [i for i in items if _device_of(i) is not None]
         if not ours:
             return
-        self.active = True
         _ = self.errata  # a bad errata file stops the run before any device is touched
         order = {d.name: n for n, d in enumerate(self.devices)}
         # Group by device (stable): one device's cases run back to back, and on one xdist worker.
