@@ -272,7 +272,17 @@ class NeighcheckRun:
             return report  # the verdict comes with the call phase
         if call.when == "teardown":
             if report.failed:
-                report.longrepr = f"teardown: {call.excinfo.value if call.excinfo else report.longrepr}"
+                why = call.excinfo.value if call.excinfo else report.longrepr
+                report.longrepr = f"teardown: {why}"
+                if record.verdict not in (Verdict.FAIL.value, Verdict.ERROR.value, Verdict.KNOWN.value):
+                    # The case's own verdict stood, but what it planted may still be on the
+                    # device: say so in the results, not only in pytest's output.
+                    record.verdict = Verdict.ERROR.value
+                    record.reason = f"cleanup after the case failed: {why}"
+                    item.user_properties = [(k, v) for k, v in item.user_properties if k != "verdict"]
+                    item.user_properties.append(("verdict", record.verdict))
+                    report.user_properties = list(item.user_properties)
+                    report.neighcheck_case = record.to_dict()
             return report
         _conclude(record, report, call)
         if not record.duration_s:  # ended before the case measured itself (e.g. seeding failed)
