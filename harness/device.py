@@ -40,7 +40,7 @@ class LinkUnderTest:
     keys: list[Key] = field(default_factory=list)  # each seed's table key, in seeds' order
 
     def __post_init__(self) -> None:
-        self.keys = [(s.family, self.ifindex, _canon(s.address)) for s in self.seeds]
+        self.keys = [(s.family, self.ifindex, canonical_address(s.address)) for s in self.seeds]
 
 
 @dataclass
@@ -374,7 +374,7 @@ class DeviceUnderTest:
     def add_static(self, planted: Planted, link: LinkUnderTest, family: int, address: str,
                    lladdr: str) -> Any:
         assert self.agent is not None
-        key = (family, link.ifindex, _canon(address))
+        key = (family, link.ifindex, canonical_address(address))
         self._leftovers[key] = lladdr
         self._last_table = None
         reply = self.agent.add(family, link.ifindex, address, lladdr)
@@ -406,7 +406,7 @@ class DeviceUnderTest:
         # The first round trusts the case's own last read (its snapshot after the flush):
         # only the harness adds entries, and it forgets that read whenever it does.
         names = {int(i["index"]): i["name"] for i in self.interfaces}
-        wanted = {(family, ifx, _canon(addr)) for family, ifx, addr in keys if ifx in names}
+        wanted = {(family, ifx, canonical_address(addr)) for family, ifx, addr in keys if ifx in names}
         # A call that may have changed the table since (even one abandoned half-way, e.g. by
         # Ctrl-C: it may still run on the device) makes that read stale.
         last = self._last_table if self.agent and self.agent.mutations == self._last_table_at else None
@@ -429,7 +429,3 @@ class DeviceUnderTest:
 
     def _name(self, ifindex: int) -> str:
         return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))
-
-
-def _canon(address: str) -> str:
-    return canonical_address(address)

@@ -14,7 +14,6 @@ right after the seeding frames left, SIGINT to the `neighcheck run` process.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from harness.inventory import load_inventory
+from harness.hostlock import host_lock
 from harness.lab import HOST_SYSCTLS, Lab, _sysctl_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,16 +370,8 @@ def lab_of_our_own(devices: tuple[LabDevice, ...], wait: float = 600):
     instead of tearing down each other's devices."""
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, veth, sshd)")
-    with open(f"/run/lock/nckF-lab-{devices[0].name}.lock", "w") as lock:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another test session kept the nckF lab {devices[0].name} for {wait:g} s")
-                time.sleep(0.5)
+    with host_lock(Path(f"/run/lock/nckF-lab-{devices[0].name}.lock"), wait,
+                   f"another test session kept the nckF lab {devices[0].name} for {wait:g} s"):
         # Not under pytest's tmp_path: its 0700 parent would keep the lab's unprivileged
         # account from reading the authorized_keys file there.
         root = Path(tempfile.mkdtemp(prefix="nckF-"))
