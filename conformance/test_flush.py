@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.agent import AF_INET, AF_INET6, AF_UNSPEC, family_name
-from harness.cases import STACK_OF, call_flush, snapshot
-from harness.judging import Judgement, Scope, index, judge_flush, judge_unchanged, removed_by_state
-from harness.status import Outcome, describe
-
-NOSTACK_CLAUSE = {AF_INET: "RET-NOSTACK-INET", AF_INET6: "RET-NOSTACK-INET6"}
-STACK_NAME = {"ipv4": "IPv4", "ipv6": "IPv6"}
+from conformance.steps import call_flush, snapshot
+from harness.contract.clauses import (AF_INET, AF_INET6, AF_UNSPEC, INVALID_FAMILIES, NOSTACK_CLAUSE,
+                                      SCOPE_FAMILIES, STACK_NAME, STACK_OF, family_name)
+from harness.contract.judging import Judgement, Scope, index, judge_flush, judge_unchanged, removed_by_state
+from harness.contract.status import Outcome, describe
 
 
 def expect_status(j: Judgement, reply, expected: Outcome, clause: str) -> None:
@@ -24,20 +22,14 @@ def expect_status(j: Judgement, reply, expected: Outcome, clause: str) -> None:
         j.fail(clause, f"expected {expected.value}, got {reply.outcome.value} ({got})")
 
 
-def merge(*parts: Judgement) -> Judgement:
-    out = Judgement(diff=parts[0].diff)
-    for part in parts:
-        for clause, why in part.failures.items():
-            out.fail(clause, why)
-    return out
-
-
 def _ifindex(dut, selector: str) -> int:
     return 0 if selector == "all" else dut.link_by_name(selector).ifindex
 
 
 @pytest.mark.clauses("FAM-UNSPEC", "FAM-INET", "FAM-INET6", "IF-ALL", "IF-ONE", "RET-SUCCESS",
                      "NO-COLLATERAL")
+@pytest.mark.families(*SCOPE_FAMILIES)
+@pytest.mark.interfaces
 def test_flush_scope(case, dut, planted, device_name, family, selector):
     """Flush one (family, interface) scope: in scope gone, everything else untouched."""
     ifindex = _ifindex(dut, selector)
@@ -82,6 +74,7 @@ def _unspec_observation(reply, diff) -> dict:
 
 
 @pytest.mark.clauses("RET-INVALID-FAMILY", "NOCHANGE-ON-ERROR")
+@pytest.mark.families(*INVALID_FAMILIES)
 def test_invalid_family(case, dut, planted, device_name, family):
     """A family outside {AF_UNSPEC, AF_INET, AF_INET6}: INVALID_PARAMETER, table untouched."""
     reply = call_flush(case, dut, family, 0)
@@ -93,6 +86,7 @@ def test_invalid_family(case, dut, planted, device_name, family):
 
 
 @pytest.mark.clauses("RET-NOSTACK-INET", "RET-NOSTACK-INET6", "NOCHANGE-ON-ERROR")
+@pytest.mark.families(AF_INET, AF_INET6)
 def test_missing_stack(case, dut, device_name, family):
     """No stack for the family: NOT_SUPPORTED, and the other family's entries untouched."""
     stack = STACK_OF[family]
@@ -146,6 +140,7 @@ def test_access_denied(case, dut, device_name):
 
 
 @pytest.mark.clauses("IDEMPOTENT", "RET-SUCCESS")
+@pytest.mark.families(*SCOPE_FAMILIES)
 def test_idempotent(case, dut, planted, device_name, family):
     """Flushing an already empty scope succeeds and changes nothing."""
     stack = STACK_OF.get(family)

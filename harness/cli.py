@@ -24,7 +24,7 @@ def _inventory(args):
 
 
 def cmd_lab(args) -> int:
-    from harness.lab import Lab
+    from harness.lab.netns import Lab
     lab = Lab(_inventory(args))
     if args.action == "up":
         started = lab.up()
@@ -50,7 +50,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness.runner import run_suite
+    from harness.run import run_suite
     extra = list(args.pytest_args or [])
     if extra and extra[0] != "--":  # a stray word would reach pytest as a test path
         raise UsageError(f"run: unexpected argument {extra[0]!r}; pytest options go after -- "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.agent import Agent
+from harness.device.agent import make_agent
+from harness.device.dialect import dialect_for
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -39,11 +40,8 @@ def check_device(device: Device, inventory: Inventory) -> Check:
     try:
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
-        if device.os == "windows" and not device.agent.command:
-            from harness.windows import windows_agent
-            agent = windows_agent(device, session, inventory)
-        else:
-            agent = Agent(device, session)
+        check.facts["shell"] = dialect_for(device).name
+        agent = make_agent(device, session, inventory)
         info = agent.info()
         check.facts["agent"] = str(info.get("agent", "no `info` verb"))
         if info.get("admin") is False:

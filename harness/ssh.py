@@ -12,6 +12,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -25,6 +26,12 @@ from harness.errors import DeviceError, UsageError
 from harness.inventory import Credentials, SshConfig
 
 MAX_OUTPUT = 256 << 20  # a full 65k-entry table is about 8.4 MB
+
+# paramiko's transport thread logs a failed handshake (a port that never sends a banner) at
+# ERROR, with a traceback, and with no handler configured Python prints that to stderr, racing
+# the harness's own one-line error. The harness reports every SSH failure itself; a handler on
+# paramiko's logger keeps its log off the terminal deterministically (a user can still attach one).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,16 @@ from test_seeding_lab import (  # noqa: E402
     backlog_room,
     neigh_gc_room,
     run,
+    parsed,
     seed_lab,
 )
 
-from harness.responder import Responder  # noqa: E402
-from harness.seeding import (  # noqa: E402
-    AF_INET6_WIN,
+from harness.traffic.responder import Responder  # noqa: E402
+from harness.contract.clauses import AF_INET6  # noqa: E402
+from harness.traffic.seeding import (  # noqa: E402
     Seeder,
     address_plan,
-    missing_entries,
+    missing_seeds,
     verify_present,
 )
 
@@ -78,7 +79,7 @@ def bench_size(lab: SeedLab, seeders: dict[str, Seeder], per_family: int, runs: 
             started = time.perf_counter()
             seeder.send(lab.link, plan)
             send[name].append(time.perf_counter() - started)
-            result = verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=20.0)
+            result = verify_present(lambda: parsed(lab.neighbors()), lab.device_ifindex, plan, timeout=20.0)
             verify.append(result.seconds)
             polls.append(result.polls)
             drops.append(link_drops(lab) + backlog_drops() - before)
@@ -92,7 +93,7 @@ def bench_size(lab: SeedLab, seeders: dict[str, Seeder], per_family: int, runs: 
 def bench_responder(lab: SeedLab, seeder: Seeder, per_family: int, wait: float) -> dict:
     """Seed IPv6 entries with the responder serving them; the device probes each one about
     5 s later (DELAY -> PROBE). Count what survived and what the responder saw."""
-    plan = [e for e in address_plan(1, per_family, lab.link) if e.family == AF_INET6_WIN]
+    plan = [e for e in address_plan(1, per_family, lab.link) if e.family == AF_INET6]
     empty_table(lab)
     with Responder([lab.harness_if]) as responder:
         responder.serve(lab.link, plan)
@@ -100,7 +101,7 @@ def bench_responder(lab: SeedLab, seeder: Seeder, per_family: int, wait: float) 
         time.sleep(wait)
         rows = lab.neighbors()
         stats = responder.stats
-    lost = missing_entries(rows, lab.device_ifindex, plan)
+    lost = missing_seeds(parsed(rows), lab.device_ifindex, plan)
     states: dict[str, int] = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
@@ -118,8 +119,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    import harness.packets
-    harness.packets._templates()
+    import harness.traffic.packets
+    harness.traffic.packets._templates()
     print(f"cold start (scapy layers + templates): {time.perf_counter() - started:.2f} s")
 
     with seed_lab(tag="b") as lab, neigh_gc_room(max(args.sizes + [args.responder_size])), \

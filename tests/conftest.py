@@ -22,7 +22,7 @@ def default_lab():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, veth, sshd)")
     from harness.inventory import load_inventory
-    from harness.lab import Lab
+    from harness.lab.netns import Lab
 
     inventory = load_inventory(DEFAULT_INVENTORY)
     lab = Lab(inventory)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from harness.agent import _canonical, canonical_address
+from harness.device.protocol import canonical_address, parse_neighbor
 
 
 def reference(address: str) -> str:
@@ -33,4 +33,5 @@ def test_what_is_not_an_address():
     for text in ("nonsense", "01.2.3.4", "127.1", ""):
         with pytest.raises(ValueError):
             canonical_address(text)
-        assert _canonical(text) == text  # an agent's odd spelling is kept as printed
+        row = {"address": text, "family": 2, "ifindex": 1, "state": "stale"}
+        assert parse_neighbor(row).address == text  # an agent's odd spelling is kept as printed

@@ -196,7 +196,8 @@ def test_control_a_good_inventory_does_reach_the_device(tmp_path):
 def tripwires(monkeypatch):
     """Anything that would reach a device, the lab or the suite fails the test loudly."""
     import pytest as pytest_module
-    from harness import lab, ssh
+    from harness import ssh
+    from harness.lab import netns as lab
 
     def tripped(*_args, **_kwargs):
         raise AssertionError("a rejected command went on to contact a device or start the suite")

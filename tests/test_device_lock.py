@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import shlex
 
-from harness.device import DeviceLock, WindowsDeviceLock
+from harness.device.dialect import PosixDialect, WindowsDialect
+from harness.device.lock import DeviceLock
 
 
 class _Session:
@@ -13,7 +14,7 @@ class _Session:
 
 
 def test_windows_lock_is_one_encoded_powershell_command_with_the_holder_escaped():
-    lock = WindowsDeviceLock(_Session(), "host1 pid 7 run it's-mine", 12)
+    lock = DeviceLock(_Session(), WindowsDialect(), "host1 pid 7 run it's-mine", 12)
     argv = lock.command().split()
     assert argv[:4] == ["powershell", "-NoProfile", "-NonInteractive", "-EncodedCommand"]
     assert len(argv) == 5  # nothing for cmd.exe to interpret: one base64 word
@@ -24,7 +25,7 @@ def test_windows_lock_is_one_encoded_powershell_command_with_the_holder_escaped(
 
 
 def test_posix_lock_quotes_the_holder_for_sh():
-    lock = DeviceLock(_Session(), "h; rm -rf / #", 5)
+    lock = DeviceLock(_Session(), PosixDialect(), "h; rm -rf / #", 5)
     words = shlex.split(lock.command())
     assert words[:2] == ["sh", "-c"] and len(words) == 3
     inner = shlex.split(words[2].split("printf '%s\\n' ", 1)[1].split(" > ", 1)[0])

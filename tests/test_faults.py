@@ -30,12 +30,12 @@ import pytest
 
 from harness.inventory import load_inventory
 from harness.hostlock import host_lock
-from harness.lab import HOST_SYSCTLS, Lab, _sysctl_path
+from harness.lab.netns import HOST_SYSCTLS, Lab, _sysctl_path
 
 REPO = Path(__file__).resolve().parent.parent
 NEIGHCHECK = REPO / ".venv" / "bin" / "neighcheck"
 PYTHON = REPO / ".venv" / "bin" / "python"
-SHIM = REPO / "harness" / "agents" / "linux_shim.sh"
+SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckF-lab"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
@@ -519,7 +519,7 @@ LINK_CUTTING_RUN = '''
 it (the device loses carrier, and with it what was just planted there), and mends the link
 when the next case starts seeding."""
 import subprocess, sys, time
-from harness import seeding
+from harness.traffic import seeding
 from harness.cli import main
 
 link, argv = sys.argv[1], sys.argv[2:]
@@ -619,12 +619,13 @@ def test_total_loss_on_a_link_ends_the_case_as_an_error_within_the_verify_bound(
 # --- 3. Ctrl-C --------------------------------------------------------------------------------
 def lock_is_free(flab: PrivateLab, name: str) -> bool:
     """The device's run lock can be taken at once (nobody holds it, nothing stale)."""
-    from harness.device import DeviceLock
+    from harness.device.dialect import PosixDialect
+    from harness.device.lock import DeviceLock
     from harness.errors import DeviceError
     from harness.ssh import SshSession
     device = flab.device(name)
     with SshSession(device.name, device.ssh) as session:
-        lock = DeviceLock(session, "nckF probe", wait=0)
+        lock = DeviceLock(session, PosixDialect(), "nckF probe", wait=0)
         try:
             lock.acquire()
         except DeviceError:

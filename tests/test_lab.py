@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.inventory import load_inventory
-from harness.lab import Lab, lab_sysctls, _sysctl_path
+from harness.lab.netns import Lab, lab_sysctls, _sysctl_path
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]

@@ -1,4 +1,4 @@
-"""Lab tests of the Linux agent shim (harness/agents/linux_shim.sh).
+"""Lab tests of the Linux agent shim (harness/device/agents/linux_shim.sh).
 
 The shim runs inside our own network namespaces (prefix nckA) exactly as the harness runs it
 on a device: `sh -c '<shim text>' neighcheck-agent VERB ARGS...`. The tables are filled
@@ -29,7 +29,7 @@ import pytest
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[1]
-SHIM = REPO / "harness" / "agents" / "linux_shim.sh"
+SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
 SHIM_TEXT = SHIM.read_text()
 
 SUCCESS = 0

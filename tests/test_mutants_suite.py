@@ -78,7 +78,7 @@ def failed_clauses(results: dict) -> dict[str, list[str]]:
     return by_clause
 
 
-REFERENCE = ["sh", str(REPO / "harness/agents/linux_shim.sh")]
+REFERENCE = ["sh", str(REPO / "harness/device/agents/linux_shim.sh")]
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Ether
 
-from harness import packets
+from harness.traffic import packets
 from harness.errors import SeedingError, UsageError
-from harness.packets import (
+from harness.traffic.packets import (
     ArpRequest,
     ArpSeedBuilder,
     NeighborSolicit,
@@ -33,8 +33,9 @@ from harness.packets import (
     parse_arp_request,
     parse_neighbor_solicit,
 )
-from harness.responder import REQUEST_FILTER
-from harness.seeding import LinkTarget, SeedEntry, address_plan, missing_entries, verify_present
+from harness.traffic.responder import REQUEST_FILTER
+from harness.device.protocol import Neighbor, parse_neighbor
+from harness.traffic.seeding import LinkTarget, SeedEntry, address_plan, missing_seeds, verify_present
 
 DEVICE_MAC = "0a:1b:2c:3d:4e:5f"
 LINK = LinkTarget("nckBh0", DEVICE_MAC, "192.0.2.1", "2001:db8:1::1", "2001:db8:1::/64")
@@ -47,7 +48,7 @@ def _v6(text: str) -> bytes:
 
 def _receiver_checksum_ok(frame: bytes) -> bool:
     """What a receiver checks (RFC 1071): pseudo-header + message, checksum included, sums to
-    all ones. Independent of both scapy and harness.packets."""
+    all ones. Independent of both scapy and harness.traffic.packets."""
     src, dst, message = frame[22:38], frame[38:54], frame[54:]
     data = src + dst + struct.pack("!IxxxB", len(message), 58) + message
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -317,9 +318,10 @@ def test_plan_small_pool_and_long_v6_prefix() -> None:
 
 
 def _row(e: SeedEntry, *, ifindex: int = 5, state: str = "stale", lladdr: str | None = None,
-         address: str | None = None) -> dict:
-    return {"address": address or e.address, "family": e.family, "ifindex": ifindex,
-            "lladdr": lladdr if lladdr is not None else e.lladdr, "state": state, "router": False}
+         address: str | None = None) -> Neighbor:
+    """A table entry as the agent protocol delivers it (parsed: canonical address and MAC)."""
+    return parse_neighbor({"address": address or e.address, "family": e.family, "ifindex": ifindex,
+                           "lladdr": lladdr if lladdr is not None else e.lladdr, "state": state})
 
 
 def test_verify_present_polls_until_everything_landed() -> None:
@@ -338,12 +340,12 @@ def test_verify_present_accepts_other_spellings_of_the_same_entry() -> None:
     assert verify_present(lambda: rows, 5, plan, timeout=0.1).polls == 1
 
 
-def test_missing_entries_names_each_reason() -> None:
+def test_missing_seeds_names_each_reason() -> None:
     plan = address_plan(0, 5, LINK)
     rows = [_row(plan[0], state="failed"), _row(plan[1], state="incomplete", lladdr=""),
             _row(plan[2], lladdr="02:00:00:00:00:99"), _row(plan[3], ifindex=6),
             _row(plan[4]), _row(plan[5], state="probe")]
-    reasons = {e.address: why for e, why in missing_entries(rows, 5, plan)}
+    reasons = {e.address: why for e, why in missing_seeds(rows, 5, plan)}
     assert reasons == {plan[0].address: "state failed", plan[1].address: "state incomplete",
                        plan[2].address: f"lladdr 02:00:00:00:00:99, seeded {plan[2].lladdr}",
                        plan[3].address: "absent",

@@ -14,7 +14,7 @@ from tests.conftest import DEFAULT_INVENTORY, REPO
 pytestmark = pytest.mark.lab
 
 FAILING_CLEANUP = """
-from harness.device import DeviceUnderTest
+from harness.device.dut import DeviceUnderTest
 from harness.errors import DeviceError
 
 _real = DeviceUnderTest.remove

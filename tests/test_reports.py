@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.reports import cli, diff, errata, html, manifest, merge, model, summary
+from harness.contract import errata
+from harness.reports import cli, diff, html, manifest, merge, model, summary
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LinkNotAllowed
-from harness.responder import Responder
-from harness.seeding import LinkTarget, SeedEntry, Seeder
+from harness.traffic.responder import Responder
+from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder
 from tests.test_faults import (LOGGING_AGENT, NEIGHCHECK, LabDevice, LabLink, PrivateLab, calls,
                                lab_of_our_own)
 

@@ -23,15 +23,15 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
-from harness.responder import Responder
-from harness.seeding import (
-    AF_INET6_WIN,
-    AF_INET_WIN,
+from harness.traffic.responder import Responder
+from harness.contract.clauses import AF_INET, AF_INET6
+from harness.device.protocol import parse_neighbor
+from harness.traffic.seeding import (
     LinkTarget,
     SeedEntry,
     Seeder,
     address_plan,
-    missing_entries,
+    missing_seeds,
     verify_present,
 )
 
@@ -72,7 +72,7 @@ class SeedLab:
             address = row["dst"]
             rows.append({
                 "address": address,
-                "family": AF_INET6_WIN if ":" in address else AF_INET_WIN,
+                "family": AF_INET6 if ":" in address else AF_INET,
                 "ifindex": ifindex.get(row.get("dev", self.device_if)),
                 "lladdr": row.get("lladdr"),
                 "state": (row.get("state") or ["none"])[0].lower(),
@@ -84,6 +84,11 @@ class SeedLab:
 
     def in_netns(self, *args: str, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
         return run("ip", "netns", "exec", self.netns, *args, check=False, timeout=timeout)
+
+
+def parsed(rows: list[dict]) -> list:
+    """The rows as an agent's table read delivers them to the harness."""
+    return [parse_neighbor(r) for r in rows if r["state"] != "none"]
 
 
 def _token() -> str:
@@ -222,11 +227,11 @@ def test_seeding_lands_exactly_the_plan(clean_lab: SeedLab, count: int, workers:
     with neigh_gc_room(count), Seeder([lab.harness_if], workers=workers) as seeder:
         stats = seeder.send(lab.link, plan)
         assert stats.frames == 2 * count
-        result = verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=5.0)
+        result = verify_present(lambda: parsed(lab.neighbors()), lab.device_ifindex, plan, timeout=5.0)
         assert result.polls >= 1
         rows = lab.neighbors()
     # Nothing missing, right interface and lladdr, and nothing the plan does not contain.
-    assert missing_entries(rows, lab.device_ifindex, plan) == []
+    assert missing_seeds(parsed(rows), lab.device_ifindex, plan) == []
     got = {(r["family"], r["address"], r["ifindex"], r["lladdr"]) for r in rows}
     want = {(e.family, e.address, lab.device_ifindex, e.lladdr) for e in plan}
     assert got == want, (f"missing {sorted(want - got)[:5]} ({len(want - got)}), "
@@ -242,7 +247,7 @@ def test_paced_seeding_takes_its_time_and_lands(clean_lab: SeedLab) -> None:
     with Seeder([lab.harness_if], pace=10_000) as seeder:
         stats = seeder.send(lab.link, plan)
     assert stats.seconds >= 0.09, "1,000 frames at 10,000/s take at least 0.1 s"
-    verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=3.0)
+    verify_present(lambda: parsed(lab.neighbors()), lab.device_ifindex, plan, timeout=3.0)
 
 
 class _FlakySocket:
@@ -280,7 +285,7 @@ def test_verify_present_reports_what_did_not_land(clean_lab: SeedLab) -> None:
         seeder.send(lab.link, plan[:6])  # ten of the sixteen entries are never sent
     started = time.monotonic()
     with pytest.raises(SeedingError) as excinfo:
-        verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=0.5)
+        verify_present(lambda: parsed(lab.neighbors()), lab.device_ifindex, plan, timeout=0.5)
     assert time.monotonic() - started < 1.5, "verification must give up at its timeout"
     message = str(excinfo.value)
     assert "10 of 16" in message and f"{plan[6].address} (absent)" in message
@@ -297,8 +302,8 @@ def test_responder_keeps_seeded_entries_alive(clean_lab: SeedLab) -> None:
     probed by unicast ARP the same way."""
     lab = clean_lab
     plan = address_plan(2, 16, lab.link)
-    v4 = [e for e in plan if e.family == AF_INET_WIN]
-    v6 = [e for e in plan if e.family == AF_INET6_WIN]
+    v4 = [e for e in plan if e.family == AF_INET]
+    v6 = [e for e in plan if e.family == AF_INET6]
     served, unserved = v4[:8] + v6[:8], v4[8:] + v6[8:]
     pinged_served, pinged_unserved = v4[0], v4[8]
     # An on-link route to the seed pool, so the device talks to IPv4 seeds directly.
@@ -307,7 +312,7 @@ def test_responder_keeps_seeded_entries_alive(clean_lab: SeedLab) -> None:
         with Responder([lab.harness_if]) as responder, Seeder([lab.harness_if]) as seeder:
             responder.serve(lab.link, served)
             seeder.send(lab.link, plan)
-            verify_present(lab.neighbors, lab.device_ifindex, plan, timeout=3.0)
+            verify_present(lambda: parsed(lab.neighbors()), lab.device_ifindex, plan, timeout=3.0)
             # Using a STALE entry moves it to DELAY and then to unicast probes.
             for entry in (pinged_served, pinged_unserved):
                 lab.in_netns("ping", "-c1", "-W1", entry.address, timeout=5)
@@ -318,13 +323,13 @@ def test_responder_keeps_seeded_entries_alive(clean_lab: SeedLab) -> None:
             stats = responder.stats
     finally:
         run("ip", "-n", lab.netns, "route", "del", SEED_POOL_V4, check=False)
-    served_v6 = [e for e in served if e.family == AF_INET6_WIN]
-    unserved_v6 = [e for e in unserved if e.family == AF_INET6_WIN]
-    assert missing_entries(rows, lab.device_ifindex, served_v6 + [pinged_served]) == []
+    served_v6 = [e for e in served if e.family == AF_INET6]
+    unserved_v6 = [e for e in unserved if e.family == AF_INET6]
+    assert missing_seeds(parsed(rows), lab.device_ifindex, served_v6 + [pinged_served]) == []
     assert _gone_or_failed(rows, lab.device_ifindex, unserved_v6 + [pinged_unserved]) == []
     # IPv4 seeds nobody used are never probed: still there, served or not.
     idle_v4 = [e for e in v4 if e not in (pinged_served, pinged_unserved)]
-    assert missing_entries(rows, lab.device_ifindex, idle_v4) == []
+    assert missing_seeds(parsed(rows), lab.device_ifindex, idle_v4) == []
     assert stats.answered_ns >= len(served_v6)
     assert stats.answered_arp >= 1
     assert stats.dropped == 0
@@ -361,13 +366,13 @@ def test_responder_answers_broadcast_arp_and_multicast_ns(clean_lab: SeedLab) ->
     finally:
         run("ip", "-n", lab.netns, "route", "del", SEED_POOL_V4, check=False)
     assert quiet.answered == 0 and quiet.ignored == 0, quiet
-    assert missing_entries(rows, lab.device_ifindex, plan) == []
+    assert missing_seeds(parsed(rows), lab.device_ifindex, plan) == []
     states = {r["address"]: r["state"] for r in rows}
     assert all(states[e.address] == "reachable" for e in plan), states
     assert stats.answered_arp >= 2 and stats.answered_ns >= 2, stats
     assert stats.ignored >= 1, "the NS for a non-seeded target should reach the responder"
     assert _gone_or_failed(rows, lab.device_ifindex,
-                           [SeedEntry(AF_INET6_WIN, "2001:db8:1::dead", "00:00:00:00:00:00")]) == []
+                           [SeedEntry(AF_INET6, "2001:db8:1::dead", "00:00:00:00:00:00")]) == []
 
 
 @lab_needed

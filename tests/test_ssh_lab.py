@@ -102,7 +102,7 @@ def test_unreachable_device_fails_within_the_connect_timeout(default_lab):
 
 
 def test_reconnects_once_after_sshd_restarts(default_lab):
-    from harness.lab import Lab
+    from harness.lab.netns import Lab
     lab = Lab(default_lab)
     device = default_lab.device("linux-a")
     with session_for(default_lab) as s:

@@ -1,4 +1,4 @@
-"""The native Windows agent (harness/agents/windows) built with mingw-w64 and run under Wine
+"""The native Windows agent (harness/device/agents/windows) built with mingw-w64 and run under Wine
 inside a network namespace of our own (prefix nckW).
 
 Wine 8's iphlpapi has no FlushIpNetTable2, CreateIpNetEntry2 or DeleteIpNetEntry2, so those
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import winelab
-from harness.agents.windows import build
+from harness.lab import wine as winelab
+from harness.paths import cache_dir
+from harness.device.agents.windows import build
 from harness.errors import DeviceError, UsageError
 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
@@ -60,13 +61,13 @@ def ip(*args: str, netns: str | None = NETNS, check: bool = True) -> str:
 
 @pytest.fixture(scope="session")
 def agent_exe() -> Path:
-    return build.build_agent(winelab.default_cache_dir() / "windows-agent")
+    return build.build_agent(cache_dir() / "windows-agent")
 
 
 @pytest.fixture(scope="session")
 def wine_prefix(tmp_path_factory) -> Path:
     """A session's own prefix: a hard-link clone of a template prepared once per machine."""
-    template = winelab.default_cache_dir() / "wine-template"
+    template = cache_dir() / "wine-template"
     winelab.prepare_prefix(template)
     prefix = tmp_path_factory.mktemp("nckW-wine") / "prefix"
     winelab.clone_prefix(template, prefix)

@@ -9,7 +9,9 @@ import pytest
 
 from harness.errors import UsageError
 from harness.ssh import SshSession
-from harness.windows import REMOTE_NAME, cmd_quote, local_agent, upload_dir, windows_agent
+from harness.device.agent import make_agent
+from harness.device.dialect import cmd_quote
+from harness.device.windows import REMOTE_NAME, local_agent, upload_dir
 
 needs_wine = pytest.mark.skipif(shutil.which("wine") is None or shutil.which("x86_64-w64-mingw32-gcc") is None,
                                 reason="needs wine and mingw-w64 (make test installs them)")
@@ -37,15 +39,15 @@ def test_the_agent_is_uploaded_once_and_again_only_when_the_remote_copy_changed(
     remote_path = Path(remote)  # the Wine lab device shares this host's file system
     remote_path.unlink(missing_ok=True)
     with SshSession(device.name, device.ssh) as session:
-        agent = windows_agent(device, session, default_lab)
+        agent = make_agent(device, session, default_lab)
         assert hashlib.sha256(remote_path.read_bytes()).digest() == hashlib.sha256(local).digest()
         first = remote_path.stat().st_mtime_ns
 
-        windows_agent(device, session, default_lab)  # unchanged: nothing is uploaded
+        make_agent(device, session, default_lab)  # unchanged: nothing is uploaded
         assert remote_path.stat().st_mtime_ns == first
 
         remote_path.write_bytes(local[:-1] + bytes([local[-1] ^ 0xFF]))  # tampered after upload
-        agent = windows_agent(device, session, default_lab)
+        agent = make_agent(device, session, default_lab)
         assert remote_path.read_bytes() == local  # replaced, never run stale
         assert agent.info()["agent"].startswith("neighcheck-windows-agent/")
         # Under a launcher (Wine's sshd is a POSIX one) words are quoted for sh, not cmd.exe.

@@ -4,7 +4,7 @@
 """
 
 from harness.reports.diff import RunDiff, diff_runs, render_text
-from harness.reports.errata import Erratum, apply as apply_errata, load_errata
+from harness.contract.errata import Erratum, apply as apply_errata, load_errata
 from harness.reports.html import write_report
 from harness.reports.manifest import verify, write_manifest
 from harness.reports.merge import merge_runs

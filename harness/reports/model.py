@@ -13,86 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.contract.clauses import CLAUSE_BY_ID, CLAUSES, FAMILY_NAMES, RESULTS_SCHEMA, family_name as _family_label
+from harness.contract.status import code_name
+from harness.contract.verdicts import VERDICTS, count_verdicts
 from harness.errors import UsageError
 
-RESULTS_SCHEMA = "neighcheck-results/1"
 RESULTS_FILE = "results.json"
 STREAM_FILE = "results.jsonl"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "manifest.json"
 
-# Every verdict a case can carry, in the order the summary lists them.
-VERDICTS = ("pass", "fail", "error", "skip", "not-applicable", "observed", "known")
 # When several cases meet in one cell or clause, the most alarming one is shown.
 _SEVERITY = {"error": 6, "fail": 5, "known": 4, "pass": 3, "observed": 2, "not-applicable": 1, "skip": 0}
 # Verdicts that mean "the implementation was actually judged".
 JUDGED_VERDICTS = ("pass", "fail", "error", "known")
 
 SCOPE_TEST = "test_flush_scope"
-FAMILY_NAMES = {0: "AF_UNSPEC", 2: "AF_INET", 23: "AF_INET6"}
-MATRIX_FAMILIES = ("AF_UNSPEC", "AF_INET", "AF_INET6")
+MATRIX_FAMILIES = tuple(FAMILY_NAMES.values())
 ALL_INTERFACES = "all"
 
 
-@dataclass(frozen=True)
-class Clause:
-    id: str
-    source: str
-    requirement: str
-    kind: str  # "judged" (pass/fail) or "observed" (recorded, never failed)
-
-
-# DESIGN.md §1, as data.
-CLAUSES: tuple[Clause, ...] = (
-    Clause("FAM-UNSPEC", "spec", "Family=AF_UNSPEC flushes both IPv4 and IPv6 entries", "judged"),
-    Clause("FAM-INET", "spec", "Family=AF_INET flushes only IPv4 entries", "judged"),
-    Clause("FAM-INET6", "spec", "Family=AF_INET6 flushes only IPv6 entries", "judged"),
-    Clause("IF-ALL", "spec", "InterfaceIndex=0 flushes entries on all interfaces", "judged"),
-    Clause("IF-ONE", "spec", "InterfaceIndex=i flushes only entries on interface i", "judged"),
-    Clause("RET-SUCCESS", "spec", "success returns STATUS_SUCCESS (user mode: NO_ERROR)", "judged"),
-    Clause("RET-INVALID-FAMILY", "spec",
-           "Family not in {AF_INET, AF_INET6, AF_UNSPEC} returns STATUS_INVALID_PARAMETER", "judged"),
-    Clause("RET-NOSTACK-INET", "spec", "no IPv4 stack and AF_INET returns STATUS_NOT_SUPPORTED", "judged"),
-    Clause("RET-NOSTACK-INET6", "spec", "no IPv6 stack and AF_INET6 returns STATUS_NOT_SUPPORTED", "judged"),
-    Clause("RET-ACCESS", "user-mode reference (iphlpapi)",
-           "caller without admin rights gets ERROR_ACCESS_DENIED", "judged"),
-    Clause("NOCHANGE-ON-ERROR", "derived", "a call that fails changes no entry", "judged"),
-    Clause("NO-COLLATERAL", "derived",
-           "entries outside the (family, interface) scope are untouched", "judged"),
-    Clause("IDEMPOTENT", "derived", "flushing an already empty scope succeeds and changes nothing", "judged"),
-    Clause("OBS-PERMANENT", "observed", "are static/permanent entries removed?", "observed"),
-    Clause("OBS-BAD-INDEX", "observed",
-           "status and effect for an InterfaceIndex that does not exist", "observed"),
-    Clause("OBS-UNSPEC-ONE-STACK", "observed", "AF_UNSPEC when only one stack exists", "observed"),
-    Clause("OBS-STATES", "observed",
-           "which states (incomplete, probe, delay, stale, reachable, failed) are removed", "observed"),
-)
-CLAUSE_BY_ID = {clause.id: clause for clause in CLAUSES}
-
-# Raw status codes by status space (DESIGN.md §1 numbers, plus the few a device really returns).
-_STATUS_NAMES = {
-    "ntstatus": {
-        0x00000000: "STATUS_SUCCESS",
-        0xC000000D: "STATUS_INVALID_PARAMETER",
-        0xC00000BB: "STATUS_NOT_SUPPORTED",
-        0xC0000022: "STATUS_ACCESS_DENIED",
-    },
-    "win32": {
-        0: "NO_ERROR",
-        1: "ERROR_INVALID_FUNCTION",
-        5: "ERROR_ACCESS_DENIED",
-        50: "ERROR_NOT_SUPPORTED",
-        87: "ERROR_INVALID_PARAMETER",
-        1168: "ERROR_NOT_FOUND",
-    },
-}
-
-
 def status_name(raw: int | None, space: str | None) -> str:
-    """The symbolic name of a raw status, or "" when the space or the code is not known."""
-    if raw is None:
-        return ""
-    return _STATUS_NAMES.get(space or "", {}).get(raw & 0xFFFFFFFF, "")
+    """The symbolic name of a raw status, or "" when the code is not known."""
+    return "" if raw is None else code_name(raw, space)
 
 
 def status_hex(raw: int | None) -> str:
@@ -122,13 +65,6 @@ def clause_verdict(case: dict, clause_id: str) -> str:
     return verdict
 
 
-def count_verdicts(cases: Iterable[dict]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    for case in cases:
-        counts[case["verdict"]] += 1
-    return counts
-
-
 def overall_verdict(results: dict) -> str:
     """One word for the whole run. A run with nothing judged never reads as a pass."""
     counts = count_verdicts(results["cases"])
@@ -145,8 +81,7 @@ def family_name(case: dict) -> str:
     name = case.get("family_name")
     if name:
         return str(name)
-    family = case.get("family")
-    return FAMILY_NAMES.get(family, f"family {family}")
+    return _family_label(case.get("family"))
 
 
 def interface_column(case: dict) -> str:

@@ -4,7 +4,7 @@
 # the mistake of a shim that passes Linux numbers through.
 # Should break: RET-INVALID-FAMILY, NOCHANGE-ON-ERROR (IPv6 entries are flushed).
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 if [ "$1" = flush ] && [ $# -eq 3 ] && [ "$2" = 10 ]; then
     exec sh "$SHIM" flush 23 "$3"
 fi

@@ -6,7 +6,7 @@
 # most). Reports SUCCESS. With AF_UNSPEC and index 0 nothing is out of scope: no bug shows.
 # Should break: NO-COLLATERAL (and IF-ONE).
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 set -f  # ip output is split into words below: never glob
 
 . "$(dirname "$0")/lib.sh"

@@ -4,7 +4,7 @@
 # Should break: RET-SUCCESS, NOCHANGE-ON-ERROR (a call that "failed" changed the table),
 # IDEMPOTENT.
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 if [ "$1" = flush ]; then
     out=$(sh "$SHIM" "$@")
     rc=$?

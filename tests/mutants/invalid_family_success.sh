@@ -4,7 +4,7 @@
 # (the real shim refused it before changing anything).
 # Should break: RET-INVALID-FAMILY.
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 if [ "$1" = flush ]; then
     out=$(sh "$SHIM" "$@")
     rc=$?

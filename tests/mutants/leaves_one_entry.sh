@@ -5,7 +5,7 @@
 # address and state right after the real flush) and still reports SUCCESS.
 # Should break: FAM-UNSPEC / FAM-INET / FAM-INET6 and IF-ALL / IF-ONE (whichever scope is asked).
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 set -f  # ip output is split into words below: never glob
 
 . "$(dirname "$0")/lib.sh"

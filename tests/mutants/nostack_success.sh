@@ -4,7 +4,7 @@
 # family's stack is absent (nothing is flushed).
 # Should break: RET-NOSTACK-INET6 (and RET-NOSTACK-INET on a device without IPv4).
 # Every other verb passes through to the real shim unchanged.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 if [ "$1" = flush ]; then
     out=$(sh "$SHIM" "$@")
     rc=$?

@@ -5,7 +5,7 @@
 # Should break: NOCHANGE-ON-ERROR (a failed call changed the table) and RET-SUCCESS.
 # Calls the shim refuses (bad family, missing stack, missing index) pass through unchanged,
 # as does every other verb.
-SHIM=$(dirname "$0")/../../harness/agents/linux_shim.sh
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
 set -f  # ip output is split into words below: never glob
 
 . "$(dirname "$0")/lib.sh"

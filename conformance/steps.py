@@ -1,16 +1,10 @@
-"""Steps shared by the conformance cases (conformance/): the families probed, and the
-snapshot and flush steps that record evidence and timings as they go."""
+"""Steps shared by the conformance cases: the snapshot and flush steps that record evidence
+and timings as they go."""
 
 from __future__ import annotations
 
-from harness.agent import AF_INET, AF_INET6, AF_UNSPEC, family_name
-from harness.judging import index
-
-SCOPE_FAMILIES = (AF_UNSPEC, AF_INET, AF_INET6)
-# Invalid families (DESIGN.md §1): 10 is Linux's AF_INET6, which a shim passing Linux numbers
-# through would accept by mistake.
-INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
-STACK_OF = {AF_INET: "ipv4", AF_INET6: "ipv6"}
+from harness.contract.clauses import family_name
+from harness.contract.judging import index
 
 
 def snapshot(case, dut) -> dict:

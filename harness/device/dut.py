@@ -7,24 +7,25 @@ and closed whatever happens; closing removes everything the harness planted on t
 
 from __future__ import annotations
 
-import base64
-import shlex
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.agent import AF_INET, AF_INET6, Agent, Neighbor, canonical_address
+from harness.contract.clauses import AF_INET, AF_INET6
+from harness.contract.judging import index
+from harness.contract.status import Outcome, describe
+from harness.device.agent import Agent, make_agent
+from harness.device.dialect import dialect_for
+from harness.device.lock import DeviceLock
+from harness.device.protocol import Key, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
-from harness.judging import Key, index
-from harness.seeding import LinkTarget, SeedEntry, Seeder, address_plan
-from harness.responder import Responder
 from harness.ssh import SshSession
-from harness.status import Outcome, describe
+from harness.traffic.responder import Responder
+from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds
+from harness.waits import poll_until
 
-LOCK_PATH = "/run/lock/neighcheck.lock"
 VERIFY_TIMEOUT = 5.0
 RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
 CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries
@@ -53,88 +54,6 @@ class Planted:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class DeviceLock:
-    """An on-device lock held for as long as one SSH channel stays open.
-
-    `flock` runs on the device and keeps the lock while its `cat` waits on the channel's
-    stdin; closing the channel (or losing the connection, or the harness dying) ends `cat`
-    and releases the lock, so a crashed run never leaves a stale lock behind.
-    """
-
-    def __init__(self, session: SshSession, holder: str, wait: float):
-        self.session, self.holder, self.wait = session, holder, wait
-        self._channel = None
-
-    def command(self) -> str:
-        """The device-side command: prints `locked` once held, then holds it until stdin closes;
-        exit 75 (after printing the holder) when another run keeps it past the wait."""
-        info = LOCK_PATH + ".holder"
-        script = (f"exec 9>>{LOCK_PATH} || exit 70; "
-                  f"if ! flock -w {self.wait:g} 9; then cat {info} 2>/dev/null; exit 75; fi; "
-                  f"printf '%s\\n' {shlex.quote(self.holder)} > {info}; echo locked; exec cat >/dev/null")
-        return f"sh -c {shlex.quote(script)}"
-
-    def acquire(self) -> None:
-        channel = self.session.open_channel()
-        channel.settimeout(self.wait + 10)
-        channel.exec_command(self.command())
-        try:
-            line = channel.makefile("rb").readline().decode(errors="replace").strip()
-        except socket.timeout:
-            channel.close()
-            raise DeviceError(f"device {self.session.device_name!r}: no answer from the lock command") from None
-        if line != "locked":
-            status = channel.recv_exit_status()
-            channel.close()
-            if status == 75:
-                raise DeviceError(f"device {self.session.device_name!r} is in use by another run "
-                                  f"({line or 'holder unknown'}); waited {self.wait:g} s for {LOCK_PATH}")
-            if status == -1:  # no exit status: the connection went, not the command
-                raise DeviceError(f"device {self.session.device_name!r}: the connection dropped while "
-                                  f"taking {LOCK_PATH}")
-            raise DeviceError(f"device {self.session.device_name!r}: cannot take {LOCK_PATH} "
-                              f"(exit {status}; is flock installed?)")
-        self._channel = channel
-
-    @property
-    def held(self) -> bool:
-        """Still ours: the channel that holds it is open and its connection alive."""
-        channel = self._channel
-        if channel is None or channel.closed or channel.eof_received:
-            return False
-        transport = channel.get_transport()
-        return transport is not None and transport.is_active()
-
-    def release(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-
-class WindowsDeviceLock(DeviceLock):
-    """The same lock on Windows: a file in %ProgramData% opened with no sharing, held by a
-    PowerShell process for as long as the channel's stdin stays open. Sent as -EncodedCommand
-    so cmd.exe never parses it. (Not yet run against real Windows: no Windows host here.)"""
-
-    def command(self) -> str:
-        holder = self.holder.replace("'", "''")
-        script = "\n".join([
-            "$p = Join-Path $env:ProgramData 'neighcheck.lock'",
-            f"$deadline = (Get-Date).AddSeconds({self.wait:g})",
-            "while ($true) {",
-            "  try { $f = [IO.File]::Open($p, 'OpenOrCreate', 'ReadWrite', 'None'); break }",
-            "  catch { if ((Get-Date) -gt $deadline) {",
-            "      Get-Content ($p + '.holder') -ErrorAction SilentlyContinue; exit 75 }",
-            "    Start-Sleep -Milliseconds 200 }",
-            "}",
-            f"Set-Content -Path ($p + '.holder') -Value '{holder}'",
-            "'locked'",
-            "[Console]::In.ReadToEnd() | Out-Null",
-        ])
-        encoded = base64.b64encode(script.encode("utf-16-le")).decode()
-        return f"powershell -NoProfile -NonInteractive -EncodedCommand {encoded}"
-
-
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
                  holder: str, lock_wait: float = 30.0):
@@ -145,6 +64,7 @@ class DeviceUnderTest:
         self.holder = holder
         self.lock_wait = lock_wait
         self.session = SshSession(device.name, device.ssh)
+        self.dialect = dialect_for(device)
         self.agent: Agent | None = None
         self.lock: DeviceLock | None = None
         self.responder: Responder | None = None
@@ -162,12 +82,9 @@ class DeviceUnderTest:
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
-        # A POSIX device (Linux, or Windows reached through a launcher like the Wine lab
-        # device) locks with flock; Windows itself with an unshared file.
-        posix = self.device.os == "linux" or bool(self.device.agent.launcher)
-        self.lock = (DeviceLock if posix else WindowsDeviceLock)(self.session, self.holder, self.lock_wait)
+        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait)
         self.lock.acquire()
-        self.agent = self._make_agent()
+        self.agent = make_agent(self.device, self.session, self.inventory)
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
         self.stacks = self.agent.stacks()
         self.read_families = self._readable_families()
@@ -178,12 +95,6 @@ class DeviceUnderTest:
             self.responder.serve(link.target, link.seeds)
         self.responder.start()
         return self
-
-    def _make_agent(self) -> Agent:
-        if self.device.os == "windows" and not self.device.agent.command:
-            from harness.windows import windows_agent
-            return windows_agent(self.device, self.session, self.inventory)
-        return Agent(self.device, self.session)
 
     def _readable_families(self) -> tuple[int, ...]:
         """Which `table` reads work: (0,) when AF_UNSPEC does, else each family that does.
@@ -260,7 +171,7 @@ class DeviceUnderTest:
             why = "its connection dropped, and the device lock with it"
         elif self.session.timed_out:
             try:  # a hung agent call, or a device that went silent?
-                self.session.run("true", timeout=self.device.ssh.connect_timeout)
+                self.session.run(self.dialect.liveness, timeout=self.device.ssh.connect_timeout)
                 self.session.timed_out = False
             except DeviceError as exc:
                 why = f"it stopped answering after a command timed out ({exc})"
@@ -276,12 +187,11 @@ class DeviceUnderTest:
         account = self.device.unprivileged
         if account is None:
             raise DeviceError(f"device {self.device.name!r}: no [device.unprivileged] account")
+        assert self.agent is not None
         session = SshSession(self.device.name, self.device.ssh, account)
         session.connect()
         try:
-            agent = self._make_agent()
-            agent.session = session
-            yield agent
+            yield self.agent.over(session)
         finally:
             session.close()
 
@@ -318,18 +228,18 @@ class DeviceUnderTest:
             self._leftovers.update(keys)  # before sending: a send that fails may have planted some
             self.seeder.send(link.target, link.seeds)
         t1 = time.perf_counter()
-        deadline = time.monotonic() + VERIFY_TIMEOUT
-        resends, delay = 0, 0.01
-        while True:
+        resends, polls = 0, 0
+        last: dict = {}
+
+        def landed() -> bool:
+            nonlocal resends, polls
             table = self.table()
-            missing = self._missing(table)
-            total = sum(len(m) for m in missing.values())
-            if total == 0:
-                break
-            if time.monotonic() > deadline:
-                raise SeedingError(self._shortfall(missing, len(wanted),
-                                                   f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
-            if delay >= 0.16 and resends < RESEND_ROUNDS:
+            missing = {link.ifindex: missing_seeds(table, link.ifindex, link.seeds) for link in self.links}
+            last.update(table=table, missing=missing)
+            polls += 1
+            if not any(missing.values()):
+                return True
+            if polls >= 5 and resends < RESEND_ROUNDS:
                 # Frames lost on the link: send the missing ones again (bounded).
                 resends += 1
                 for link in self.links:
@@ -339,31 +249,16 @@ class DeviceUnderTest:
                         except NeighcheckError as exc:  # e.g. the test link went down
                             raise SeedingError(f"{self._shortfall(missing, len(wanted), 'yet')}; "
                                                f"re-sending them failed: {exc}") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            return False
+
+        if not poll_until(landed, timeout=VERIFY_TIMEOUT, delay=0.01, max_delay=0.25, backoff=2):
+            raise SeedingError(self._shortfall(last["missing"], len(wanted),
+                                               f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
+        table = last["table"]
         planted.entries = wanted
         planted.before = table
         planted.timings = {"seed": t1 - t0, "verify": time.perf_counter() - t1}
         return planted
-
-    def _missing(self, table: tuple[Neighbor, ...]) -> dict[int, list[tuple[SeedEntry, str]]]:
-        """Per link, the seeds the table does not show as planted, each with why.
-
-        The same rule as seeding.missing_entries, on the agent's parsed entries directly
-        (a 65k-entry table is not turned back into dicts on every poll)."""
-        seen = index(table)
-        missing: dict[int, list[tuple[SeedEntry, str]]] = {}
-        for link in self.links:
-            gaps = missing.setdefault(link.ifindex, [])
-            for seed, key in zip(link.seeds, link.keys):
-                entry = seen.get(key)
-                if entry is None:
-                    gaps.append((seed, "absent"))
-                elif entry.state in ("failed", "incomplete"):
-                    gaps.append((seed, f"state {entry.state}"))
-                elif entry.lladdr != seed.lladdr:
-                    gaps.append((seed, f"lladdr {entry.lladdr}, seeded {seed.lladdr}"))
-        return missing
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())

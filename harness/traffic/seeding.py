@@ -6,7 +6,7 @@ would send and lets the device's own stack create the entries.
   sender; Linux does this also for senders outside its subnet, measured in DESIGN.md §3).
 - IPv6: a unicast Neighbor Solicitation for the device's address from the seeded source with a
   source link-layer address option.
-Frames are built from templates (harness.packets) and sent on a raw AF_PACKET socket bound to a
+Frames are built from templates (harness.traffic.packets) and sent on a raw AF_PACKET socket bound to a
 test link that the inventory allows (never any other interface).
 """
 
@@ -21,14 +21,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.contract.clauses import AF_INET, AF_INET6
+from harness.device.protocol import NOT_LANDED_STATES, Key, Neighbor
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
-from harness.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
-
-AF_INET_WIN = 2
-AF_INET6_WIN = 23
+from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
+from harness.waits import poll_until
 
 # Each link slot owns a fixed block of the IPv4 pool, so plans for different slots never
 # overlap whatever their counts. 16,384 is the largest per-link table the harness plans; a
@@ -43,8 +43,6 @@ _V6_IID_MARK = 0x5E00
 _V6_FALLBACK = ipaddress.IPv6Network("2001:db8:5e00::/48")
 _MAX_SLOT = 0xFF           # one MAC byte
 _MAX_COUNT = 0xFFFFFF      # three MAC bytes
-
-_STATES_NOT_PRESENT = frozenset({"failed", "incomplete"})
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,10 @@ def _plan(slot: int, count: int, link: LinkTarget, v4_pool: str) -> tuple[SeedEn
     plan: list[SeedEntry] = []
     if link.device_v4:
         addrs = _v4_addresses(slot, count, link, v4_pool)
-        plan += [SeedEntry(AF_INET_WIN, a, m) for a, m in zip(addrs, macs_text)]
+        plan += [SeedEntry(AF_INET, a, m) for a, m in zip(addrs, macs_text)]
     if link.device_v6:
         addrs = _v6_addresses(slot, count, link)
-        plan += [SeedEntry(AF_INET6_WIN, a, m) for a, m in zip(addrs, macs_text)]
+        plan += [SeedEntry(AF_INET6, a, m) for a, m in zip(addrs, macs_text)]
     return tuple(plan)
 
 
@@ -286,25 +284,25 @@ class Seeder:
     @staticmethod
     def _check_entries(link: LinkTarget, entries: Sequence[SeedEntry]) -> None:
         families = {e.family for e in entries}
-        if families - {AF_INET_WIN, AF_INET6_WIN}:
-            bad = next(e for e in entries if e.family not in (AF_INET_WIN, AF_INET6_WIN))
+        if families - {AF_INET, AF_INET6}:
+            bad = next(e for e in entries if e.family not in (AF_INET, AF_INET6))
             raise UsageError(f"seed entry {bad} has family {bad.family}; only 2 and 23 seed")
-        if AF_INET_WIN in families and not link.device_v4:
+        if AF_INET in families and not link.device_v4:
             raise UsageError(f"link {link.harness_if}: IPv4 seeds need the device's IPv4 "
                              f"address on the link")
-        if AF_INET6_WIN in families and not link.device_v6:
+        if AF_INET6 in families and not link.device_v6:
             raise UsageError(f"link {link.harness_if}: IPv6 seeds need the device's IPv6 "
                              f"address on the link")
 
     @staticmethod
     def _frames(link: LinkTarget, entries: Sequence[SeedEntry]) -> list[bytes]:
         frames: list[bytes] = []
-        v4 = [e for e in entries if e.family == AF_INET_WIN]
+        v4 = [e for e in entries if e.family == AF_INET]
         if v4:
             arp = ArpSeedBuilder(link.device_mac, link.device_v4).frame
             aton = socket.inet_aton
             frames += [arp(mac_bytes(e.lladdr), aton(e.address)) for e in v4]
-        v6 = [e for e in entries if e.family == AF_INET6_WIN]
+        v6 = [e for e in entries if e.family == AF_INET6]
         if v6:
             ns = NsSeedBuilder(link.device_mac, link.device_v6).frame
             pton, af6 = socket.inet_pton, socket.AF_INET6
@@ -373,65 +371,41 @@ class Seeder:
 # --- verifying --------------------------------------------------------------------------------
 
 
-def _canonical(address: str) -> str:
-    # Agents may print scoped ("fe80::1%5") or upper-case forms; compare canonical text.
-    return ipaddress.ip_address(address.split("%", 1)[0]).compressed
-
-
-_SOCKET_FAMILY = {AF_INET_WIN: socket.AF_INET, AF_INET6_WIN: socket.AF_INET6}
-
-
-def _packed(family: int, address: str) -> bytes | None:
-    """The address as bytes: one key for every spelling ("2001:DB8::1%5", "2001:db8:0::1"),
-    and 10x cheaper than ipaddress for the 32k rows of a big table."""
-    try:
-        return socket.inet_pton(_SOCKET_FAMILY[family], address.split("%", 1)[0])
-    except (KeyError, OSError, ValueError, AttributeError):
-        return None
-
-
-def _canonical_mac(lladdr: str | None) -> str | None:
-    return lladdr.lower().replace("-", ":") if lladdr else None
-
-
-def missing_entries(table: Iterable[dict], ifindex: int,
-                    entries: Sequence[SeedEntry]) -> list[tuple[SeedEntry, str]]:
-    """Seeded entries not present on `ifindex` as seeded, each with the reason."""
-    seen: dict[tuple[int, bytes], dict] = {}
-    for row in table:
-        if row.get("ifindex") == ifindex:
-            family = row.get("family")
-            key = _packed(family, row.get("address"))
-            if key is not None:
-                seen[(family, key)] = row
+def missing_seeds(table: Iterable[Neighbor] | Mapping[Key, Neighbor], ifindex: int,
+                  seeds: Sequence[SeedEntry]) -> list[tuple[SeedEntry, str]]:
+    """The one rule for "a seed landed": the table shows it on `ifindex`, with its seeded
+    link-layer address, in a usable state (not failed, incomplete or unreachable). Returns the
+    seeds that did not land, each with why. `table` is the agent's parsed entries (canonical
+    addresses), or an index of them by key."""
+    seen = table if isinstance(table, Mapping) else {e.key: e for e in table}
     missing = []
-    for entry in entries:
-        row = seen.get((entry.family, _packed(entry.family, entry.address)))
-        if row is None:
-            missing.append((entry, "absent"))
-        elif (state := str(row.get("state", "")).lower()) in _STATES_NOT_PRESENT:
-            missing.append((entry, f"state {state}"))
-        elif _canonical_mac(row.get("lladdr")) != entry.lladdr:
-            missing.append((entry, f"lladdr {row.get('lladdr')}, seeded {entry.lladdr}"))
+    for seed in seeds:  # seeds carry canonical addresses (the plan writes them so)
+        entry = seen.get((seed.family, ifindex, seed.address))
+        if entry is None:
+            missing.append((seed, "absent"))
+        elif entry.state in NOT_LANDED_STATES:
+            missing.append((seed, f"state {entry.state}"))
+        elif entry.lladdr != seed.lladdr:
+            missing.append((seed, f"lladdr {entry.lladdr}, seeded {seed.lladdr}"))
     return missing
 
 
-def verify_present(read_table: Callable[[], list[dict]], ifindex: int,
-                   entries: Sequence[SeedEntry], *, timeout: float = 5.0) -> VerifyResult:
-    """Poll read_table until every seeded entry is on `ifindex` with its seeded lladdr in a
-    usable state (not failed/incomplete); SeedingError naming the shortfall after `timeout`."""
+def verify_present(read_table: Callable[[], Iterable[Neighbor]], ifindex: int,
+                   seeds: Sequence[SeedEntry], *, timeout: float = 5.0) -> VerifyResult:
+    """Poll read_table until every seed landed on `ifindex` (missing_seeds); SeedingError
+    naming the shortfall after `timeout`."""
     start = time.monotonic()
-    polls, delay = 0, 0.02
-    while True:
-        missing = missing_entries(read_table(), ifindex, entries)
+    polls, missing = 0, []
+
+    def landed() -> bool:
+        nonlocal polls, missing
         polls += 1
-        elapsed = time.monotonic() - start
-        if not missing:
-            return VerifyResult(polls, elapsed)
-        if elapsed + delay > timeout:
-            first = ", ".join(f"{e.address} ({why})" for e, why in missing[:5])
-            raise SeedingError(
-                f"{len(missing)} of {len(entries)} seeded entries missing on ifindex {ifindex} "
-                f"after {elapsed:.1f} s ({polls} polls); first: {first}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        missing = missing_seeds(read_table(), ifindex, seeds)
+        return not missing
+
+    if not poll_until(landed, timeout=timeout, delay=0.02, max_delay=0.5, backoff=2):
+        first = ", ".join(f"{e.address} ({why})" for e, why in missing[:5])
+        raise SeedingError(
+            f"{len(missing)} of {len(seeds)} seeded entries missing on ifindex {ifindex} "
+            f"after {time.monotonic() - start:.1f} s ({polls} polls); first: {first}")
+    return VerifyResult(polls, time.monotonic() - start)

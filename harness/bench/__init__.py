@@ -374,7 +374,7 @@ class Testinfra(_Contender):
 
 
 def bench_rtt(device, settings: Settings, workdir: Path, log: Callable[[str], None]) -> dict:
-    from harness.agent import Agent
+    from harness.device.agent import make_agent
     from harness.ssh import SshSession
 
     if device.ssh.login.key_file is None:
@@ -388,7 +388,7 @@ def bench_rtt(device, settings: Settings, workdir: Path, log: Callable[[str], No
         contenders.append(Testinfra(device, workdir))
     except ImportError:
         skipped["pytest-testinfra paramiko"] = "pytest-testinfra is not installed"
-    table_command = Agent(device, SshSession(device.name, device.ssh)).command_line("table", 0)
+    table_command = make_agent(device, SshSession(device.name, device.ssh), None).command_line("table", 0)
     commands = {"true": "true", "table": table_command}
     samples: dict[str, dict[str, list[float]]] = {k: {c.name: [] for c in contenders} for k in commands}
     sizes: dict[str, list[int]] = {c.name: [] for c in contenders}
@@ -415,7 +415,7 @@ def bench_rtt(device, settings: Settings, workdir: Path, log: Callable[[str], No
                     elif out.strip():
                         raise DeviceError(f"{contender.name}: `true` printed {out[:80]!r}")
             # The harness's whole table() call: the same round trip plus parsing and checks.
-            agent = Agent(device, harness.session)
+            agent = make_agent(device, harness.session, None)
             t0 = time.perf_counter()
             agent.table(0)
             parse_samples.append(time.perf_counter() - t0)
@@ -495,15 +495,15 @@ class SeedBench:
     VERIFY_TIMEOUT = 20.0
 
     def __init__(self, inventory, device):
-        from harness.agent import Agent
-        from harness.seeding import LinkTarget, Seeder
+        from harness.device.agent import make_agent
+        from harness.traffic.seeding import LinkTarget, Seeder
         from harness.ssh import SshSession
 
         self.inventory, self.device = inventory, device
         self.allowed = inventory.test_interfaces
         self.session = SshSession(device.name, device.ssh)
         self.session.connect()
-        self.agent = Agent(device, self.session)
+        self.agent = make_agent(device, self.session, inventory)
         link = device.links[0]
         iface = next(i for i in self.agent.interfaces() if i["name"] == link.device_if)
         self.ifindex = int(iface["index"])
@@ -526,34 +526,35 @@ class SeedBench:
             self.session.close()
 
     # --- table side -----------------------------------------------------------------------
-    def rows(self) -> list[dict]:
-        return [e.to_dict() for e in self.agent.table(0).entries]
+    def rows(self):
+        return self.agent.table(0).entries
 
     def verify(self, entries) -> tuple[float, int, int]:
         """Seconds until the table shows every entry as seeded, how many landed, table reads."""
-        from harness.seeding import missing_entries
+        from harness.traffic.seeding import missing_seeds
+        from harness.waits import poll_until
         t0 = time.perf_counter()
-        deadline = time.monotonic() + self.VERIFY_TIMEOUT
-        delay, polls = 0.01, 0
-        while True:
-            missing = missing_entries(self.rows(), self.ifindex, entries)
+        polls, missing = 0, list(entries)
+
+        def landed() -> bool:
+            nonlocal polls, missing
             polls += 1
-            if not missing or time.monotonic() > deadline:
-                return time.perf_counter() - t0, len(entries) - len(missing), polls
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            missing = missing_seeds(self.rows(), self.ifindex, entries)
+            return not missing
+
+        poll_until(landed, timeout=self.VERIFY_TIMEOUT, delay=0.01, max_delay=0.25, backoff=2)
+        return time.perf_counter() - t0, len(entries) - len(missing), polls
 
     def flush(self, plan) -> None:
         """Flush the link and wait (bounded) until no seeded address is left on it."""
-        from harness.seeding import _canonical
-        wanted = {(e.family, _canonical(e.address)) for e in plan}
+        wanted = {(e.family, e.address) for e in plan}
         deadline = time.monotonic() + 10
         while True:
             reply = self.agent.flush(0, self.ifindex)
             if reply.outcome.value != "SUCCESS":
                 raise DeviceError(f"bench: flush on {self.device.name} returned {reply.raw}")
-            left = [r for r in self.rows() if r["ifindex"] == self.ifindex
-                    and (r["family"], _canonical(r["address"])) in wanted]
+            left = [r for r in self.rows() if r.ifindex == self.ifindex
+                    and (r.family, r.address) in wanted]
             if not left:
                 return
             if time.monotonic() > deadline:
@@ -562,7 +563,7 @@ class SeedBench:
 
     # --- contenders ---------------------------------------------------------------------------
     def serve(self, plan) -> None:
-        from harness.responder import Responder
+        from harness.traffic.responder import Responder
         if self.responder is None:
             self.responder = Responder(self.allowed)
             self.responder.start()
@@ -573,7 +574,7 @@ class SeedBench:
         return stats.seconds, None
 
     def floor(self, plan) -> tuple[float, float | None]:
-        from harness.seeding import check_test_link, open_link_socket
+        from harness.traffic.seeding import check_test_link, open_link_socket
         frames = self.frame_bytes(plan)  # prebuilt: only sending is timed
         check_test_link(self.target.harness_if, self.allowed)
         with open_link_socket(self.target.harness_if) as sock:
@@ -584,7 +585,7 @@ class SeedBench:
             return time.perf_counter() - t0, None
 
     def frame_bytes(self, plan) -> list[bytes]:
-        from harness.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
+        from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
         arp = ArpSeedBuilder(self.target.device_mac, self.target.device_v4).frame
         ns = NsSeedBuilder(self.target.device_mac, self.target.device_v6).frame
         return [arp(mac_bytes(e.lladdr), socket.inet_aton(e.address)) if e.family == 2
@@ -612,7 +613,7 @@ class SeedBench:
 
     def scapy_l2(self, plan) -> tuple[float, float | None]:
         from scapy.config import conf
-        from harness.seeding import check_test_link
+        from harness.traffic.seeding import check_test_link
         check_test_link(self.target.harness_if, self.allowed)
         if self._l2 is None:
             self._l2 = conf.L2socket(iface=self.target.harness_if)  # opened once, reused
@@ -625,7 +626,7 @@ class SeedBench:
 
     def scapy_sendp_list(self, plan) -> tuple[float, float | None]:
         from scapy.sendrecv import sendp
-        from harness.seeding import check_test_link
+        from harness.traffic.seeding import check_test_link
         check_test_link(self.target.harness_if, self.allowed)
         t0 = time.perf_counter()
         packets = self.scapy_packets(plan)
@@ -635,7 +636,7 @@ class SeedBench:
 
     def scapy_sendp_each(self, plan) -> tuple[float, float | None]:
         from scapy.sendrecv import sendp
-        from harness.seeding import check_test_link
+        from harness.traffic.seeding import check_test_link
         check_test_link(self.target.harness_if, self.allowed)
         t0 = time.perf_counter()
         for packet in self.scapy_packets(plan):
@@ -652,7 +653,7 @@ def _sample_plan(plan, count: int):
 
 
 def bench_seeding(inventory, device, settings: Settings, log: Callable[[str], None]) -> dict:
-    from harness.seeding import address_plan
+    from harness.traffic.seeding import address_plan
 
     bench = SeedBench(inventory, device)
     samples: list[SeedSample] = []
@@ -939,11 +940,12 @@ def _own_lab_lock(own: OwnLab, wait: float):
 @contextmanager
 def _reference_lock(device, wait: float = 60.0):
     """Hold the device's suite lock while measuring on it: others' runs would change its table."""
-    from harness.device import DeviceLock
+    from harness.device.dialect import dialect_for
+    from harness.device.lock import DeviceLock
     from harness.ssh import SshSession
     session = SshSession(device.name, device.ssh)
     session.connect()
-    lock = DeviceLock(session, f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
+    lock = DeviceLock(session, dialect_for(device), f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
     try:
         lock.acquire()
         yield
@@ -1185,8 +1187,8 @@ def run_bench(settings: Settings, out_root: Path, *, reference_inventory: Path |
     first Linux device); None: use the bench's own first device for them as well.
     """
     from harness.inventory import load_inventory
-    from harness.lab import Lab
-    from harness.plugin import new_run_id
+    from harness.lab.netns import Lab
+    from harness.plugin.results import new_run_id
 
     Lab.require_root()
     try:

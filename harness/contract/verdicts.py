@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Iterable
 
 
 class Verdict(str, Enum):
@@ -18,7 +18,18 @@ class Verdict(str, Enum):
     SKIP = "skip"
     NOT_APPLICABLE = "not-applicable"
     OBSERVED = "observed"  # an observed clause: recorded, never failed
-    KNOWN = "known"  # a failure matched by an erratum (set by the reports, not by cases)
+    KNOWN = "known"  # a failure matched by an erratum (errata.toml)
+
+
+# Every verdict a case can carry, in the order the summary lists them.
+VERDICTS = tuple(v.value for v in Verdict)
+
+
+def count_verdicts(cases: Iterable[dict]) -> dict[str, int]:
+    counts = dict.fromkeys(VERDICTS, 0)
+    for case in cases:
+        counts[case["verdict"]] += 1
+    return counts
 
 
 @dataclass
@@ -45,6 +56,7 @@ class CaseRecord:
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     evidence: str | None = None
+    erratum: dict[str, Any] | None = None  # set when errata made a fail `known`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.errors import UsageError
-from harness.reports.model import CLAUSE_BY_ID, count_verdicts
+from harness.contract.clauses import CLAUSE_BY_ID
+from harness.contract.verdicts import count_verdicts
 
 _KEYS = {"device", "case", "clause", "reason", "link"}
 
@@ -125,30 +126,37 @@ def covers(errata: list[Erratum], case: dict) -> list[Erratum]:
     return by_clause if failed and failed <= {e.clause for e in by_clause} else []
 
 
-def apply(results: dict, errata: list[Erratum]) -> dict:
-    """A copy of the results with errata applied and `results["errata"]` saying what each did.
+def excuse(errata: list[Erratum], case: dict) -> dict | None:
+    """The one place errata are applied: a failed case that the errata cover becomes `known`
+    and carries its erratum (the first that covers it; `covered_by` lists every one used).
+    Returns that erratum as recorded with the case, or None."""
+    if case.get("verdict") != "fail":
+        return None
+    used = covers(errata, case)
+    if not used:
+        return None
+    recorded = {key: value for key, value in asdict(used[0]).items() if value is not None}
+    recorded["covered_by"] = [e.index for e in used]
+    case["verdict"] = "known"
+    case["erratum"] = recorded
+    return recorded
 
-    Each entry of `results["errata"]` has the erratum's fields plus `status`: applied (turned at
-    least one fail into known), stale (every judged case it matches passes), unmatched (it
-    matches no case in this run) or inconclusive (it matches only errors, skips or observations).
-    """
-    results = copy.deepcopy(results)
+
+def errata_status(errata: list[Erratum], cases: list[dict]) -> list[dict]:
+    """What each erratum did in a run whose cases were already excused (`excuse`): applied
+    (it made at least one fail known), stale (every judged case it matches passes), unmatched
+    (it matches no case) or inconclusive (it matches only errors, skips or observations)."""
     turned_by: dict[int, int] = {}
-    for case in results["cases"]:
-        if case["verdict"] == "fail":
-            excuse = covers(errata, case)
-            if excuse:
-                case["verdict"] = "known"
-                case["erratum"] = {key: value for key, value in asdict(excuse[0]).items() if value is not None}
-                for erratum in excuse:
-                    turned_by[erratum.index] = turned_by.get(erratum.index, 0) + 1
+    for case in cases:
+        for index in (case.get("erratum") or {}).get("covered_by", []):
+            turned_by[index] = turned_by.get(index, 0) + 1
     report = []
     for erratum in errata:
-        matched = [case for case in results["cases"] if erratum.matches_case(case)]
+        matched = [case for case in cases if erratum.matches_case(case)]
         turned = turned_by.get(erratum.index, 0)
         judged = [case["verdict"] for case in matched if case["verdict"] in ("pass", "fail", "known")]
-        if turned or any(case["verdict"] == "known" for case in matched):
-            status = "applied"  # also when the plugin already made them known during the run
+        if turned:
+            status = "applied"
         elif not matched:
             status = "unmatched"
         elif judged and all(verdict == "pass" for verdict in judged) \
@@ -160,7 +168,16 @@ def apply(results: dict, errata: list[Erratum]) -> dict:
         entry.update(status=status, matched=len(matched), turned_known=turned,
                      matched_passing=sum(1 for v in judged if v == "pass"))
         report.append(entry)
-    results["errata"] = report
+    return report
+
+
+def apply(results: dict, errata: list[Erratum]) -> dict:
+    """A copy of finished results with errata applied (offline: `report html --errata`) and
+    `results["errata"]` saying what each did. Cases already excused keep their erratum."""
+    results = copy.deepcopy(results)
+    for case in results["cases"]:
+        excuse(errata, case)
+    results["errata"] = errata_status(errata, results["cases"])
     results["summary"] = count_verdicts(results["cases"])
     return results
 

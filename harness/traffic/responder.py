@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.errors import SeedingError
-from harness.packets import (
+from harness.traffic.packets import (
     ARP_REQUEST,
     ETH_P_ALL,
     ETH_P_ARP,
@@ -36,7 +36,8 @@ from harness.packets import (
     parse_arp_request,
     parse_neighbor_solicit,
 )
-from harness.seeding import AF_INET6_WIN, AF_INET_WIN, LinkTarget, SeedEntry, check_test_link
+from harness.contract.clauses import AF_INET, AF_INET6
+from harness.traffic.seeding import LinkTarget, SeedEntry, check_test_link
 
 SOL_PACKET = 263
 SO_ATTACH_FILTER = 26
@@ -146,9 +147,9 @@ class Responder:
         """Answer for exactly `entries` on link.harness_if from now on (replaces the old set)."""
         check_test_link(link.harness_if, self._allowed)
         v4 = {socket.inet_aton(e.address): mac_bytes(e.lladdr)
-              for e in entries if e.family == AF_INET_WIN}
+              for e in entries if e.family == AF_INET}
         v6 = {socket.inet_pton(socket.AF_INET6, e.address): mac_bytes(e.lladdr)
-              for e in entries if e.family == AF_INET6_WIN}
+              for e in entries if e.family == AF_INET6}
         with self._lock:
             if self._wake < 0:
                 raise SeedingError("the responder is stopped; create a new one")

@@ -236,9 +236,10 @@ class Lab:
         """A Windows lab device is Wine in the namespace: its own prefix (a hard-linked clone of
         a cached template) and a persistent wineserver started inside the namespace before any
         SSH session, so Wine's services (which answer the network queries) live there."""
-        from harness import winelab
+        from harness.lab import wine as winelab
+        from harness.paths import cache_dir
         winelab.require_wine()
-        template = winelab.default_cache_dir() / "prefix-template"
+        template = cache_dir() / "prefix-template"
         winelab.prepare_prefix(template)
         prefix = ddir / "prefix"
         winelab.clone_prefix(template, prefix)
@@ -359,7 +360,7 @@ class Lab:
         """SSH sessions on a Wine device find their prefix and wineserver through these."""
         if device.os != "windows":
             return []
-        from harness.winelab import wine_env
+        from harness.lab.wine import wine_env
         env = wine_env(ddir / "prefix", base={})
         return ["SetEnv " + " ".join(f'{k}="{v}"' for k, v in sorted(env.items()))]
 
@@ -434,7 +435,7 @@ class Lab:
             did = True
         wine_pid = record.get("wineserver_pid")
         if wine_pid and record.get("wine_prefix") and Path(f"/proc/{wine_pid}").exists():
-            from harness.winelab import stop_wineserver
+            from harness.lab.wine import stop_wineserver
             stop_wineserver(wine_pid, Path(record["wine_prefix"]))
             did = True
         if ns in _namespaces():

@@ -51,15 +51,6 @@ SERVER_START_TIMEOUT_S = 10.0
 SERVER_STOP_TIMEOUT_S = 10.0
 
 
-def default_cache_dir() -> Path:
-    """Where prepared prefixes and built agents are kept between runs: $NEIGHCHECK_CACHE_DIR,
-    else $XDG_CACHE_HOME/neighcheck, else ~/.cache/neighcheck."""
-    if os.environ.get("NEIGHCHECK_CACHE_DIR"):
-        return Path(os.environ["NEIGHCHECK_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "neighcheck"
-
-
 def require_wine() -> None:
     """Raise UsageError (naming the apt packages) when wine or wineserver is not installed."""
     missing = [tool for tool in (WINE, WINESERVER) if shutil.which(tool) is None]
@@ -143,7 +134,7 @@ def prepare_prefix(prefix_dir: Path, timeout: float = PREFIX_TIMEOUT_S) -> None:
              f"waiting for the wineserver of {prefix_dir} to exit")
         if not (prefix_dir / "system.reg").is_file():
             raise DeviceError(f"wineboot finished but {prefix_dir} has no system.reg")
-        (prefix_dir / READY_MARKER).write_text("created by harness.winelab.prepare_prefix\n")
+        (prefix_dir / READY_MARKER).write_text("created by harness.lab.wine.prepare_prefix\n")
 
 
 def clone_prefix(template_dir: Path, prefix_dir: Path) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.contract.clauses import MAX_ENTRIES
 from harness.errors import UsageError
 from harness.inventory import load_inventory
-from harness.plugin import new_run_id
+from harness.plugin.results import new_run_id
 
 SUITE_DIR = Path(__file__).resolve().parent.parent / "conformance"
 
@@ -47,8 +48,8 @@ def run_suite(args) -> int:
 
     inventory = load_inventory(args.devices)
     devices = inventory.select(args.device)
-    if args.entries is not None and not 1 <= args.entries <= 16384:
-        raise UsageError(f"--entries {args.entries}: use 1..16384")
+    if args.entries is not None and not 1 <= args.entries <= MAX_ENTRIES:
+        raise UsageError(f"--entries {args.entries}: use 1..{MAX_ENTRIES}")
     if args.errata and not Path(args.errata).is_file():
         raise UsageError(f"--errata {args.errata}: file not found")
     if not (SUITE_DIR / "test_flush.py").is_file():

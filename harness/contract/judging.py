@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from harness.agent import AF_INET, AF_INET6, AF_UNSPEC, Neighbor
+from harness.contract.clauses import AF_UNSPEC, FAMILY_CLAUSE
+from harness.device.protocol import Key, Neighbor
 
-Key = tuple[int, int, str]  # (family, ifindex, address)
-FAMILY_CLAUSE = {AF_UNSPEC: "FAM-UNSPEC", AF_INET: "FAM-INET", AF_INET6: "FAM-INET6"}
 SHOWN = 5  # entries quoted in a reason; the evidence file has all of them
 
 

@@ -5,7 +5,7 @@ The .exe is never committed: it is built on the harness host and uploaded to dev
 digest stamp sits next to the .exe) and replaces the .exe atomically, so parallel pytest
 workers building into the same directory never see a half-written file.
 
-    python -m harness.agents.windows.build OUT_DIR     # prints the .exe path
+    python -m harness.device.agents.windows.build OUT_DIR     # prints the .exe path
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def build_agent(out_dir: Path, defines: Sequence[str] = ()) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m harness.agents.windows.build OUT_DIR", file=sys.stderr)
+        print("usage: python -m harness.device.agents.windows.build OUT_DIR", file=sys.stderr)
         return 2
     try:
         print(build_agent(Path(args[0])))

@@ -1,0 +1,146 @@
+"""From what happened in a conformance case to exactly one verdict.
+
+A case records its evidence and timings through `Case` and concludes with judged clauses
+(pass/fail) and, for observed clauses, an observation. Whatever else happens maps to one
+verdict here: a skip with a `not-applicable: ` reason is not-applicable, a harness or device
+exception is an error, and a case that returns without concluding is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.contract.verdicts import CaseRecord, Verdict
+from harness.errors import NeighcheckError
+
+CASE_KEY = pytest.StashKey[CaseRecord]()
+EVIDENCE_INDENT_MAX = 2048  # table rows up to which evidence files are indented
+NOT_APPLICABLE = "not-applicable: "
+
+
+class JudgedFailure(AssertionError):
+    """The implementation broke a judged clause (verdict `fail`)."""
+
+
+def device_of(item) -> str | None:
+    spec = getattr(item, "callspec", None)
+    return spec.params.get("device_name") if spec is not None else None
+
+
+def record_of(item) -> CaseRecord:
+    """The item's case record, made on first use from its marks and parameters."""
+    record = item.stash.get(CASE_KEY, None)
+    if record is None:
+        marker = item.get_closest_marker("clauses")
+        params = item.callspec.params
+        record = CaseRecord(id=item.nodeid, name=item.name, test=item.originalname,
+                            device=params["device_name"], clauses=list(marker.args) if marker else [],
+                            family=params.get("family"), interface=params.get("selector"))
+        item.stash[CASE_KEY] = record
+    return record
+
+
+def conclude_verdict(record: CaseRecord, report, call) -> None:
+    excinfo = call.excinfo
+    if report.skipped:
+        reason = str(excinfo.value) if excinfo else "skipped"
+        if reason.startswith(NOT_APPLICABLE):
+            record.verdict, record.reason = Verdict.NOT_APPLICABLE.value, reason[len(NOT_APPLICABLE):]
+        else:
+            record.verdict, record.reason = Verdict.SKIP.value, reason
+        return
+    if excinfo is not None:
+        exc = excinfo.value
+        if isinstance(exc, JudgedFailure):
+            record.verdict, record.reason = Verdict.FAIL.value, str(exc)
+        elif isinstance(exc, NeighcheckError):
+            record.verdict, record.reason = Verdict.ERROR.value, str(exc)
+        elif isinstance(exc, AssertionError):
+            record.verdict, record.reason = Verdict.ERROR.value, f"harness assertion: {exc}"
+        else:
+            record.verdict = Verdict.ERROR.value
+            record.reason = f"harness error: {type(exc).__name__}: {exc}"
+        return
+    if record.verdict in (Verdict.PASS.value, Verdict.OBSERVED.value):
+        return  # only Case.conclude sets these
+    # Returned without concluding: a judged case with no verdict is an error, never a pass.
+    record.verdict = Verdict.ERROR.value
+    record.reason = "the case returned without reaching a verdict"
+    report.outcome = "failed"
+
+
+def short_repr(record: CaseRecord, report):
+    if record.verdict == Verdict.FAIL.value:
+        return f"FAIL {record.name}: {record.reason}"
+    if record.verdict == Verdict.ERROR.value:
+        return f"ERROR {record.name}: {record.reason}"
+    return report.longrepr
+
+
+class Case:
+    """What a conformance case uses to record timings, evidence and its verdict."""
+
+    def __init__(self, record: CaseRecord, run_dir: Path, evidence_dir: Path, settle: float):
+        self.record = record
+        self.run_dir = run_dir
+        self.evidence_dir = evidence_dir
+        self.settle = settle  # seconds to wait before judging durable effects (0: off)
+        self.evidence: dict[str, Any] = {}
+        self._t0 = time.perf_counter()
+
+    @contextmanager
+    def timing(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record.timings[phase] = self.record.timings.get(phase, 0.0) + time.perf_counter() - t0
+
+    def status(self, reply) -> None:
+        self.record.status_raw = reply.raw
+        self.record.status_space = reply.space
+        self.record.outcome = reply.outcome.value
+        if reply.error:
+            self.evidence["agent_error"] = {"error": reply.error, "detail": reply.detail}
+
+    def _finish(self) -> None:
+        self.record.duration_s = time.perf_counter() - self._t0
+        t0 = time.perf_counter()
+        name = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.record.name)
+        path = self.evidence_dir / self.record.device / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.evidence["case"] = {k: v for k, v in self.record.to_dict().items() if k != "evidence"}
+        # Indented while a person would read it; past that, json's C encoder (indent forces
+        # the pure-Python one: 3x slower, 1.3 s for a 65k-entry case).
+        small = len(self.evidence.get("before", ())) <= EVIDENCE_INDENT_MAX
+        path.write_text(json.dumps(self.evidence, indent=1 if small else None, default=str))
+        self.record.timings["evidence"] = time.perf_counter() - t0
+        try:
+            self.record.evidence = str(path.relative_to(self.run_dir))
+        except ValueError:
+            self.record.evidence = str(path)
+
+    def conclude(self, judgement, *, observed: dict[str, Any] | None = None) -> None:
+        """Judged clauses decide pass/fail; an observation makes a passing case `observed`."""
+        rec = self.record
+        rec.diff = judgement.diff if judgement is not None else rec.diff
+        self.evidence["diff"] = rec.diff
+        if observed is not None:
+            rec.observation = observed
+            self.evidence["observation"] = observed
+        self._finish()
+        if judgement is not None and not judgement.passed:
+            rec.failed_clauses = list(judgement.failures)
+            raise JudgedFailure(judgement.reason)
+        rec.verdict = Verdict.OBSERVED.value if observed is not None else Verdict.PASS.value
+        rec.reason = observed.get("summary", "") if observed else ""
+
+    def not_applicable(self, why: str) -> None:
+        self._finish()
+        pytest.skip(NOT_APPLICABLE + why)
