@@ -19,11 +19,12 @@ import ipaddress
 import json
 import os
 import re
+import selectors
 import shlex
 import shutil
-import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,12 +66,9 @@ def standin(omit: frozenset[str] | set[str] = frozenset(), poison: bool = False)
     return build_standin(cache_dir() / "windows-standin", omit, poison)
 
 
-def test_agent(name: str, *defines: str) -> Path:
+def hooked_agent(name: str, *defines: str) -> Path:
     """A build of the agent with test hooks (never uploaded to a device)."""
     return build.build_agent(cache_dir() / "windows-agent-test" / name, defines)
-
-
-test_agent.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="module")
@@ -485,10 +483,21 @@ def test_a_dll_planted_beside_the_agent_is_never_loaded(wine, agent_exe, full, t
         assert run.reply["status"] == 50
 
 
+def test_without_iphlpapi_in_system32_nothing_else_is_loaded(wine, agent_exe, tmp_path):
+    """No fallback to the default search when System32 has no iphlpapi.dll: the planted one
+    stays unloaded and the reply says why the functions are missing."""
+    exe, marker = _plant(tmp_path, agent_exe)
+    run = wine.run(None, exe, "flush", AF_INET, 0)
+    assert not marker.exists() and run.log == []
+    assert run.reply["error"] == "not-exported" and run.reply["status"] is None
+    assert re.fullmatch(r"iphlpapi\.dll could not be loaded from System32 \(error \d+\), so "
+                        r"there is no FlushIpNetTable2", run.reply["detail"]), run.reply
+
+
 def test_the_planted_dll_check_catches_the_default_search_order(wine, full, tmp_path):
     """The check above can fail: with the default search (the agent's folder first, as a
     plain LoadLibrary does on Windows) the planted DLL is what answers."""
-    unsafe = test_agent("unsafe-dll-search", "NCK_TEST_UNSAFE_DLL_SEARCH")
+    unsafe = hooked_agent("unsafe-dll-search", "NCK_TEST_UNSAFE_DLL_SEARCH")
     exe, marker = _plant(tmp_path, unsafe)
     run = wine.run(full, exe, "flush", AF_INET, 0)
     assert marker.exists()
@@ -512,7 +521,7 @@ def test_info_reports_elevation_and_the_group(wine, agent_exe, full):
 ], ids=["neither", "group-only"])
 def test_admin_follows_elevation_or_the_group(wine, full, defines, want):
     name = "-".join(d.split("=")[0].lower() for d in defines)
-    info = wine.run(full, test_agent(name, *defines), "info").reply
+    info = wine.run(full, hooked_agent(name, *defines), "info").reply
     assert (info["admin"], info["elevated"], info["network_config_operator"]) == want
 
 
@@ -520,7 +529,6 @@ def test_admin_follows_elevation_or_the_group(wine, full, defines, want):
 
 def _read_line(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
     """The lock's first line (bounded: a select on the pipe, never a blind read)."""
-    import selectors
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
@@ -530,10 +538,20 @@ def _read_line(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
     return json.loads(line)
 
 
-def _release(proc: subprocess.Popen) -> None:
-    proc.stdin.close()
-    assert proc.wait(timeout=20) == 0
-    assert proc.stdout.read() == b"", "nothing may follow the lock's one line"
+@contextmanager
+def lock_held(wine: StandinWine, dll: Path, exe: Path, wait: float, holder: str):
+    """A `lock` process and its first line; on leaving, its stdin is closed and it must exit
+    0 with nothing more printed (killed, if it does not go)."""
+    proc = wine.popen(dll, exe, "lock", wait, holder)
+    try:
+        yield proc, _read_line(proc)
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+        assert proc.stdout.read() == b"", "nothing may follow the lock's one line"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=20)
 
 
 @pytest.fixture
@@ -546,62 +564,53 @@ def lock_files(wine):
 
 def test_lock_is_held_until_stdin_closes(wine, agent_exe, full, lock_files):
     _, holder_file = lock_files
-    first = wine.popen(full, agent_exe, "lock", 5, "run 1 on ci-7 (pid 42) \u00e9")
-    try:
-        assert _read_line(first) == {"status": 0, "locked": True}
-        assert holder_file.read_bytes() == "run 1 on ci-7 (pid 42) \u00e9".encode()
+    holder = "run 1 on ci-7 (pid 42) \u00e9"
+    with lock_held(wine, full, agent_exe, 5, holder) as (_, first):
+        assert first == {"status": 0, "locked": True}
+        assert holder_file.read_bytes() == holder.encode()
         started = time.monotonic()
         busy = wine.run(full, agent_exe, "lock", "0.3", "run 2").reply
         assert time.monotonic() - started >= 0.3
         assert busy == {"status": ERROR_SHARING_VIOLATION, "status_space": "win32",
-                        "locked": False, "holder": "run 1 on ci-7 (pid 42) \u00e9"}
-    finally:
-        _release(first)
+                        "locked": False, "holder": holder}
     # Released: the next run takes it at once (its stdin is already at EOF, so it lets go).
     assert wine.run(full, agent_exe, "lock", 0, "run 3").reply == {"status": 0, "locked": True}
 
 
 def test_a_waiting_lock_gets_it_when_the_holder_lets_go(wine, agent_exe, full, lock_files):
-    first = wine.popen(full, agent_exe, "lock", 5, "run 1")
-    second = None
-    try:
-        assert _read_line(first)["locked"] is True
+    with lock_held(wine, full, agent_exe, 5, "run 1") as (_, first):
+        assert first["locked"] is True
         second = wine.popen(full, agent_exe, "lock", 10, "run 2")
         time.sleep(0.5)
         assert second.poll() is None, "the second lock must wait, not give up"
-        _release(first)
-        started = time.monotonic()
+    try:
         assert _read_line(second) == {"status": 0, "locked": True}
-        assert time.monotonic() - started < 5
     finally:
-        if first.stdin and not first.stdin.closed:
-            _release(first)
-        if second is not None:
-            _release(second)
+        second.stdin.close()
+        assert second.wait(timeout=20) == 0
 
 
 def test_a_killed_holder_leaves_no_lock_behind(wine, agent_exe, full, lock_files):
     first = wine.popen(full, agent_exe, "lock", 5, "run 1")
-    assert _read_line(first)["locked"] is True
-    # `ip netns exec` execs wine, which execs the Windows process: the pid we hold is it.
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait(timeout=20)
-    reply = wine.run(full, agent_exe, "lock", 5, "run 2").reply
-    assert reply == {"status": 0, "locked": True}
+    try:
+        assert _read_line(first)["locked"] is True
+    finally:
+        # `ip netns exec` and the wine launcher exec: the pid we hold is the Windows process.
+        first.kill()
+        first.wait(timeout=20)
+    assert wine.run(full, agent_exe, "lock", 5, "run 2").reply == {"status": 0, "locked": True}
 
 
 def test_lock_reads_a_holder_written_by_powershell(wine, agent_exe, full, lock_files):
-    """Windows PowerShell's Set-Content writes the system code page or UTF-16 with CRLF."""
+    """Windows PowerShell's Set-Content writes the ANSI code page, or UTF-16 with a BOM, and
+    ends the line with CRLF."""
     _, holder_file = lock_files
-    first = wine.popen(full, agent_exe, "lock", 5, "run 1")
-    try:
-        assert _read_line(first)["locked"] is True
+    with lock_held(wine, full, agent_exe, 5, "run 1") as (_, first):
+        assert first["locked"] is True
         for data in ("\ufeffps run \u00e9\r\n".encode("utf-16-le"), b"ps run \xe9\r\n"):
             holder_file.write_bytes(data)
             reply = wine.run(full, agent_exe, "lock", 0, "run 2").reply
             assert (reply["locked"], reply["holder"]) == (False, "ps run \u00e9")
-    finally:
-        _release(first)
 
 
 @pytest.mark.parametrize("argv", [

@@ -150,6 +150,11 @@ class StandinWine:
         os.replace(tmp, self.system32_dll)
         self._installed = dll
 
+    def remove_dll(self) -> None:
+        """No iphlpapi.dll in system32 at all (with `iphlpapi=n`, Wine has none to load)."""
+        self.system32_dll.unlink(missing_ok=True)
+        self._installed = None
+
     def env(self) -> dict[str, str]:
         env = winelab.wine_env(self.prefix)
         env["WINEDLLOVERRIDES"] += ";iphlpapi=n"
@@ -160,8 +165,11 @@ class StandinWine:
     def argv(self, exe: Path, *args: str | int) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *winelab.wine_argv(exe, *args)]
 
-    def prepare(self, dll: Path, script: Script | None) -> None:
-        self.install(dll)
+    def prepare(self, dll: Path | None, script: Script | None) -> None:
+        if dll is None:
+            self.remove_dll()
+        else:
+            self.install(dll)
         self.script_file.write_text((script or Script()).text())
         self.log_file.unlink(missing_ok=True)
 
@@ -170,8 +178,10 @@ class StandinWine:
             return []
         return [json.loads(line) for line in self.log_file.read_text().splitlines() if line]
 
-    def run(self, dll: Path, exe: Path, *args: str | int, script: Script | None = None) -> Reply:
-        """Run `exe args` once; the reply must be exactly one JSON line (any exit code)."""
+    def run(self, dll: Path | None, exe: Path, *args: str | int,
+            script: Script | None = None) -> Reply:
+        """Run `exe args` once with `dll` as system32's iphlpapi.dll (None: none there); the
+        reply must be exactly one JSON line (any exit code)."""
         self.prepare(dll, script)
         try:
             proc = subprocess.run(self.argv(exe, *args), env=self.env(), capture_output=True,
