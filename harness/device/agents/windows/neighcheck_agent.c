@@ -285,9 +285,9 @@ static void reply_complete(void)
     g_reply_complete = TRUE;
 }
 
-/* Every later DLL load in this process searches System32 (and the DLL's own folder for a
-   full path) only, never the agent's folder, the current directory or PATH. Resolved at run
-   time: Windows 7 has it only with KB2533623, and the loader must not refuse to start. */
+/* Every later DLL load in this process (by name, and the imports of any DLL it loads)
+   searches System32 only, never the agent's folder, the current directory or PATH. Resolved
+   at run time: Windows 7 has it only with KB2533623, and the loader must not refuse to start. */
 static void restrict_dll_search(void)
 {
 #ifndef NCK_TEST_UNSAFE_DLL_SEARCH
