@@ -9,6 +9,11 @@ exactly one JSON object back. Which AGENT depends on the device (`make_agent`):
 - Windows, built in: the native agent, uploaded first (harness/device/windows.py).
 The words are quoted for the device's shell by its dialect (harness/device/dialect.py).
 
+Serve mode (a protocol extension; harness/device/serve.py): an agent whose `info` says
+`"serve": true` gets every later verb through one resident `AGENT serve` process instead,
+which saves the shell (and agent) start of every call. An agent without it is called per
+call, as before.
+
 Everything an agent prints is untrusted: a reply that is not one JSON object of the expected
 shape is an AgentError (a harness `error` verdict), never a pass or a fail.
 """
@@ -16,6 +21,7 @@ shape is an AgentError (a harness `error` verdict), never a pass or a fail.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -23,12 +29,16 @@ from typing import Any
 from harness.contract.clauses import AF_UNSPEC
 from harness.contract.status import Outcome
 from harness.device.dialect import Dialect, dialect_for
+from harness.device.serve import ServeChannel
 from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
 
-READ_ONLY_VERBS = frozenset({"info", "interfaces", "stacks", "table"})
+READ_ONLY_VERBS = frozenset({"info", "interfaces", "stacks", "table", "ping"})
+# A serve request is words separated by spaces: a word that is empty or holds whitespace
+# (the protocol's arguments never do) is sent per call instead.
+_WORD = re.compile(r"^\S+$")
 
 
 @cache
@@ -36,40 +46,71 @@ def linux_shim_text() -> str:
     return resources.files("harness.device").joinpath("agents/linux_shim.sh").read_text()
 
 
-def make_agent(device: Device, session: SshSession, inventory: Inventory | None) -> "Agent":
+def make_agent(device: Device, session: SshSession, inventory: Inventory | None, *,
+               serve: bool = True) -> "Agent":
     """The device's agent over `session`: the one place that decides which agent and dialect.
-    (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)"""
+    (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)
+    `serve`: use serve mode where the agent's `info` offers it (False: per call only)."""
     dialect = dialect_for(device)
     if device.agent.command:
-        return Agent(device, session, list(device.agent.command), dialect)
-    if device.os == "windows":
+        prefix = list(device.agent.command)
+    elif device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
-        return Agent(device, session, agent_prefix(device, session, inventory), dialect)
-    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect)
+        prefix = agent_prefix(device, session, inventory)
+    else:
+        prefix = ["sh", "-c", linux_shim_text(), "neighcheck-agent"]
+    return Agent(device, session, prefix, dialect, serve=serve)
 
 
 class Agent:
-    """Calls one device's agent over its SSH session."""
+    """Calls one device's agent over its SSH session: per call (`AGENT VERB ARGS` each time),
+    or through one resident `AGENT serve` process once `info` said the agent has it and
+    `serve` allows it (harness/device/serve.py)."""
 
-    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect):
+    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
+                 *, serve: bool = True):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
+        self.serve_allowed = serve
+        self._serve: ServeChannel | None = None
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
 
+    @property
+    def mode(self) -> str:
+        """How verbs are sent: "serve" or "per-call"."""
+        return "serve" if self._serve is not None else "per-call"
+
     def over(self, session: SshSession) -> "Agent":
-        """The same agent called over another session (e.g. the non-admin account's)."""
-        return Agent(self.device, session, self.prefix, self.dialect)
+        """The same agent called over another session (e.g. the non-admin account's), per call:
+        it makes a call or two, and a serve process would cost as much to start as each."""
+        return Agent(self.device, session, self.prefix, self.dialect, serve=False)
 
     def command_line(self, verb: str, *args: str | int) -> str:
         return self.dialect.quote([*self.prefix, verb, *map(str, args)])
 
+    def use_serve(self) -> None:
+        """Send every later verb through one `AGENT serve` process (started on first use)."""
+        if self._serve is None:
+            self._serve = ServeChannel(self.session, self.command_line("serve"), self.device.name)
+
+    def close(self) -> None:
+        """End the serve process, if there is one (closing the session ends it too)."""
+        if self._serve is not None:
+            self._serve.close()
+
     def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:
-        command = self.command_line(verb, *args)
+        words = [verb, *map(str, args)]
         if verb not in READ_ONLY_VERBS:
             self.mutations += 1  # counted before it runs: an abandoned call may still have run
+        if self._serve is not None and all(_WORD.match(w) for w in words):
+            limit = self.session.config.command_timeout if timeout is None else timeout
+            reply = self._serve.request(words, limit, retry=verb in READ_ONLY_VERBS)
+            self.calls += 1
+            return reply
+        command = self.command_line(verb, *args)
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
         where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
@@ -89,12 +130,20 @@ class Agent:
 
     # --- verbs -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """The `info` extension; an agent without it gets an empty fingerprint, not an error."""
+        """The `info` extension; an agent without it gets an empty fingerprint, not an error.
+        Where it says `"serve": true` (and serve is allowed), later verbs go through serve."""
         try:
             reply = self.call("info")
         except AgentError:
             return {}
+        if reply.get("serve") is True and self.serve_allowed:
+            self.use_serve()
         return {k: v for k, v in reply.items() if isinstance(v, (str, int, float, bool))}
+
+    def ping(self) -> None:
+        """The no-op verb of serve mode: one round trip."""
+        if self.call("ping").get("pong") is not True:
+            raise AgentError(f"device {self.device.name!r}: `ping` reply has no \"pong\": true")
 
     def interfaces(self) -> list[dict[str, Any]]:
         reply = self.call("interfaces")
@@ -145,8 +194,10 @@ class Agent:
         space = reply.get("status_space")
         if space is not None and space not in ("ntstatus", "win32"):
             raise AgentError(f"device {self.device.name!r}: unknown status_space {space!r}")
+        elapsed = reply.get("elapsed_us")  # extension: the call's own time, on the device
         return StatusReply(raw, space, error if isinstance(error, str) else None,
-                           str(reply.get("detail")) if reply.get("detail") is not None else None)
+                           str(reply.get("detail")) if reply.get("detail") is not None else None,
+                           elapsed if _is_int(elapsed) and elapsed >= 0 else None)
 
     def _neighbor(self, entry: Any) -> Neighbor:
         try:

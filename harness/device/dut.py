@@ -70,7 +70,7 @@ class Planted:
 
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
-                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0):
+                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0, serve: bool = True):
         self.device = device
         self.inventory = inventory
         self.entries_per_family = entries
@@ -78,6 +78,7 @@ class DeviceUnderTest:
         self.seeder = seeder
         self.holder = holder
         self.lock_wait = lock_wait
+        self.serve = serve  # serve mode where the agent offers it (--agent-mode)
         self.session = SshSession(device.name, device.ssh)
         self.dialect = dialect_for(device)
         self.agent: Agent | None = None
@@ -99,8 +100,9 @@ class DeviceUnderTest:
         self.session.connect()
         self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait)
         self.lock.acquire()
-        self.agent = make_agent(self.device, self.session, self.inventory)
+        self.agent = make_agent(self.device, self.session, self.inventory, serve=self.serve)
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
+        self.fingerprint["agent_mode"] = self.agent.mode
         self.stacks = self.agent.stacks()
         self.read_families = self._readable_families()
         self.interfaces = self.agent.interfaces()
@@ -191,6 +193,8 @@ class DeviceUnderTest:
                 self.responder.stop()
         except Exception as exc:  # noqa: BLE001
             problems.append(f"responder: {exc}")
+        if self.agent is not None:
+            self.agent.close()
         if self.lock is not None:
             self.lock.release()
         self.session.close()
