@@ -184,7 +184,8 @@ def test_durable(case, dut, planted, device_name):
         for family, ifindex in phase:
             with case.timing("flush"):
                 reply = dut.agent.flush(family, ifindex)
-            record.append({"family": family, "ifindex": ifindex, "status": describe(reply.raw, reply.space)})
+            record.append({"family": family, "ifindex": ifindex, "status": describe(reply.raw, reply.space),
+                           "elapsed_us": reply.elapsed_us})
         last_call = time.perf_counter()
         after = snapshot(case, dut, f"after_phase{n + 1}")
         removed = [k for k in current.entries if k in before and k not in after]
