@@ -81,5 +81,7 @@ def dut(request):
 
 @pytest.fixture
 def case(request):
-    """The case's record, timings, evidence and verdict."""
-    return conformance_run(request.config).case_for(request.node)
+    """The case's record, timings, evidence and verdict; after it, what it planted is cleaned up."""
+    case = conformance_run(request.config).case_for(request.node)
+    yield case
+    case.cleanup()

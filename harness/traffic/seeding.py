@@ -169,6 +169,23 @@ def _v6_addresses(slot: int, count: int, link: LinkTarget) -> list[str]:
             for n, _ in zip(candidates, range(count))]
 
 
+# Static (permanent) entries the cases keep on every test link, for both families: outside the
+# seed pools (198.19.0.0/16 and the 5eSS interface identifiers), one address per link slot.
+STATIC_V4 = ipaddress.IPv4Address("198.51.100.200")
+STATIC_V6 = ipaddress.IPv6Address("2001:db8:ffff::200")
+
+
+def static_plan(slot: int, link: LinkTarget) -> list[SeedEntry]:
+    """The static entries of link slot `slot` (a family only where the link seeds it);
+    MACs 02:5e:ff:00:SS:0F (F: 1 for IPv4, 2 for IPv6), never a seed's."""
+    out = []
+    if link.device_v4:
+        out.append(SeedEntry(AF_INET, str(STATIC_V4 + slot), f"02:5e:ff:00:{slot:02x}:01"))
+    if link.device_v6:
+        out.append(SeedEntry(AF_INET6, str(STATIC_V6 + slot), f"02:5e:ff:00:{slot:02x}:02"))
+    return out
+
+
 # --- test links -------------------------------------------------------------------------------
 
 _SIOCGIFFLAGS = 0x8913
