@@ -26,10 +26,12 @@ from tests.support import NEIGHCHECK, SHIM
 from tests.support.netns import carrier, ip_json, netns_pids
 from tests.support.waits import wait_for
 
-# What the harness plants (harness/traffic/seeding.py, conformance/test_flush.py): seeds from
-# 198.19.0.0/16 and with the 5eSS interface-identifier mark, and two static entries.
+# What the harness plants (harness/traffic/seeding.py: address_plan, static_plan), written out
+# here as the tests' own oracle: seeds from 198.19.0.0/16 and with the 5eSS interface-identifier
+# mark, static entries from 198.51.100.200 and 2001:db8:ffff::200 up (one per link slot).
 SEED_V4 = ipaddress.ip_network("198.19.0.0/16")
-STATIC = {ipaddress.ip_address("198.51.100.200"), ipaddress.ip_address("2001:db8:ffff::200")}
+STATIC_V4 = (ipaddress.ip_address("198.51.100.200"), ipaddress.ip_address("198.51.100.255"))
+STATIC_V6 = (ipaddress.ip_address("2001:db8:ffff::200"), ipaddress.ip_address("2001:db8:ffff::2ff"))
 
 LOGGING_AGENT = """#!/bin/sh
 # A vendor agent that logs each call (the run's tag and the verb) before the reference shim runs it.
@@ -46,11 +48,12 @@ def calls(log: Path) -> list[str]:
 
 def is_planted(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
-    if ip in STATIC:
+    low, high = STATIC_V4 if ip.version == 4 else STATIC_V6
+    if low <= ip <= high:
         return True
     if ip.version == 4:
         return ip in SEED_V4
-    return (int(ip) >> 56) & 0xFF == 0x5E  # interface identifier 5eSS:... (seeding.py)
+    return (int(ip) >> 56) & 0xFF == 0x5E  # interface identifier 5eSS:...
 
 
 @dataclass
