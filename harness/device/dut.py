@@ -20,7 +20,7 @@ from harness.contract.status import Outcome, describe
 from harness.device.agent import Agent, make_agent
 from harness.device.dialect import dialect_for
 from harness.device.lock import DeviceLock
-from harness.device.protocol import Key, Neighbor, canonical_address
+from harness.contract.protocol import Key, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.ssh import SshSession

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.contract.clauses import AF_INET, AF_INET6
-from harness.device.protocol import parse_neighbor
+from harness.contract.protocol import parse_neighbor
 from harness.traffic.seeding import LinkTarget
 from tests.support.netns import carrier, ip_json, links_by_name, remove_netns, run
 from tests.support.waits import wait_for
