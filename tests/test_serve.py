@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,45 +22,18 @@ import pytest
 from harness.contract.status import Outcome
 from harness.device.agent import make_agent
 from harness.errors import AgentError, DeviceError
-from harness.hostlock import host_lock
 from harness.inventory import AgentConfig, load_inventory
-from harness.lab.netns import Lab
+from harness.lab.private import LabDevice, LabLink, PrivateLab
 from harness.ssh import SshSession
 from harness.waits import poll_until
-
-REPO = Path(__file__).resolve().parents[1]
-SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
+from tests.support import REPO, SHIM, needs_root
+from tests.support.netns import netns_pids
 DEVICE = "S-serve"
 NETNS = f"nck-{DEVICE}"
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckS-lab"),
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckS-lab"), needs_root]
 
-INVENTORY = """\
-[lab]
-state_dir = "{root}/state"
-
-[[device]]
-name = "{name}"
-os = "linux"
-[device.ssh]
-host = "198.18.180.2"
-user = "root"
-key_file = "{root}/state/id_ed25519"
-known_hosts = "{root}/state/known_hosts"
-command_timeout = 10
-[device.lab]
-mgmt_harness_if = "nckS-m"
-mgmt_harness_addr = "198.18.180.1/24"
-ipv6 = true
-[[device.link]]
-device_if = "eth1"
-harness_if = "nckS-t1"
-device_v4 = "198.18.181.2/24"
-harness_v4 = "198.18.181.1/24"
-device_v6 = "2001:db8:181::2/64"
-harness_v6 = "2001:db8:181::1/64"
-"""
+SERVE_DEVICE = LabDevice(DEVICE, "nckS-m", 180, (LabLink("eth1", "nckS-t1", 181, "2001:db8:181::"),))
 
 # An agent that claims serve, answers `ping` and `stacks`, and misbehaves as MODE says when
 # asked the verb the mode names. The lab device shares the host's filesystem.
@@ -99,22 +70,13 @@ done
 
 @pytest.fixture(scope="module")
 def lab():
-    with host_lock(Path("/run/lock/nckS-serve-lab.lock"), 600,
-                   "another test session kept the nckS serve lab for 600 s"):
-        # Not under pytest's tmp_path: sshd in the namespace reads the keys under it.
-        root = Path(tempfile.mkdtemp(prefix="nckS-"))
-        root.chmod(0o755)
-        path = root / "devices.toml"
-        path.write_text(INVENTORY.format(root=root, name=DEVICE))
-        inventory = load_inventory(path)
-        netlab = Lab(inventory)
-        try:
-            netlab.up()
-            (root / "fake_agent.sh").write_text(FAKE_AGENT)
-            yield inventory, root
-        finally:
-            netlab.down()
-            shutil.rmtree(root, ignore_errors=True)
+    # Not under pytest's tmp_path: sshd in the namespace reads the keys under it.
+    with PrivateLab.held(Path(tempfile.mkdtemp(prefix="nckS-")), (SERVE_DEVICE,),
+                         lock=Path("/run/lock/nckS-serve-lab.lock"), wait=600,
+                         busy="another test session kept the nckS serve lab for 600 s",
+                         ssh_defaults={"command_timeout": 10}) as private:
+        (private.root / "fake_agent.sh").write_text(FAKE_AGENT)
+        yield load_inventory(private.path), private.root
 
 
 @pytest.fixture
@@ -155,9 +117,12 @@ class ExecCounter:
 
 def agent_processes() -> int:
     """Processes in the device's namespace other than its sshd listener."""
-    pids = subprocess.run(["ip", "netns", "pids", NETNS], capture_output=True, text=True,
-                          timeout=10).stdout.split()
-    names = [Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}/comm").exists()]
+    names = []
+    for pid in netns_pids(NETNS):
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            pass  # gone meanwhile
     return sum(1 for n in names if n in ("sh", "dash", "sleep"))
 
 
