@@ -83,6 +83,11 @@ class Agent:
         """How verbs are sent: "serve" or "per-call"."""
         return "serve" if self._serve is not None else "per-call"
 
+    @property
+    def serve_starts(self) -> int:
+        """How many serve processes were started (restarts after a fault show here)."""
+        return self._serve.starts if self._serve is not None else 0
+
     def over(self, session: SshSession) -> "Agent":
         """The same agent called over another session (e.g. the non-admin account's), per call:
         it makes a call or two, and a serve process would cost as much to start as each."""
