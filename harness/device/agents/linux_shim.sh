@@ -310,7 +310,7 @@ TABLE_BATCH='link show
 neigh show nud all'
 # Bytes of ip output up to which the table is parsed in sh: below that an awk process costs
 # more than the shell's loop (env NECK_SHIM_AWK_FROM overrides it; the tests force each path).
-AWK_FROM=${NECK_SHIM_AWK_FROM:-16384}
+AWK_FROM=${NECK_SHIM_AWK_FROM:-4096}
 TABLE_AWK='
 BEGIN {
     split("INCOMPLETE REACHABLE STALE DELAY PROBE FAILED NOARP PERMANENT", names, " ")
