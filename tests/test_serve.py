@@ -176,6 +176,24 @@ def test_a_bad_argument_in_serve_mode_is_an_agent_error_like_exit_2(lab, session
     assert agent._serve.starts == 1
 
 
+def test_calls_sent_together_cost_one_round_trip_and_stay_in_step(lab, session):
+    """Batching (call_many): in serve mode the requests go out at once and the replies are
+    matched by id; an agent error among them is raised only after every reply was read."""
+    agent = agent_for(lab, session)
+    sent = []
+    channel = agent._serve
+    real = channel.pipeline
+    channel.pipeline = lambda requests, *a, **k: sent.append(len(requests)) or real(requests, *a, **k)
+    stacks, ping, table = agent.call_many([("stacks",), ("ping",), ("table", 2)])
+    assert (stacks, ping, table["status"]) == ({"ipv4": True, "ipv6": True}, {"pong": True}, 0)
+    [v4, v6] = agent.tables((2, 23))
+    assert {e.family for e in v4.entries} <= {2} and {e.family for e in v6.entries} <= {23}
+    with pytest.raises(AgentError, match=r"`flush x 0` \(serve mode\) exited 2"):
+        agent.call_many([("ping",), ("flush", "x", "0"), ("ping",)])
+    assert agent.call_many([("ping",), ("ping",)]) == [{"pong": True}] * 2  # still in step
+    assert sent == [3, 2, 3, 2] and agent.serve_starts == 1
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 def test_a_hung_agent_costs_one_timeout_and_the_next_call_gets_a_new_process(lab, session):
@@ -204,6 +222,16 @@ def test_a_read_that_dies_once_is_asked_again_on_a_new_process(lab, session):
     agent = fake(lab, session, "die-once")
     assert agent.table(2).entries == ()
     assert agent._serve.starts == 2
+
+
+def test_a_batch_that_dies_is_sent_again_only_when_it_only_reads(lab, session):
+    reads = fake(lab, session, "die-once")
+    assert [t.entries for t in reads.tables((2, 2))] == [(), ()]
+    assert reads.serve_starts == 2
+    writes = fake(lab, session, "die")
+    with pytest.raises(AgentError, match=r"agent `flush 23 0` \(serve mode\): the agent process ended "
+                                         r"before it answered .*whether it ran is unknown"):
+        writes.statuses([("flush", 23, 0), ("flush", 2, 0)])
 
 
 @pytest.mark.parametrize("mode, message", [

@@ -133,6 +133,23 @@ class Agent:
             raise AgentError(f"{where} printed JSON that is not an object: {text[:200]!r}")
         return reply
 
+    def call_many(self, requests: list[tuple[str | int, ...]], *,
+                  timeout: float | None = None) -> list[dict[str, Any]]:
+        """Several calls, each `(verb, *args)`, replies in order. In serve mode they go out
+        together and cost one round trip; per call, one after the other. Every reply is read
+        before the first agent error is raised, so the agent stays in step."""
+        words = [[str(w) for w in request] for request in requests]
+        if self._serve is None or len(words) < 2 or not all(_WORD.match(w) for ws in words for w in ws):
+            return [self.call(*w, timeout=timeout) for w in words]
+        self.mutations += sum(1 for w in words if w[0] not in READ_ONLY_VERBS)
+        limit = self.session.config.command_timeout if timeout is None else timeout
+        replies = self._serve.pipeline(words, limit, retry=all(w[0] in READ_ONLY_VERBS for w in words))
+        self.calls += len(replies)
+        for reply in replies:
+            if isinstance(reply, AgentError):
+                raise reply
+        return replies  # type: ignore[return-value]
+
     # --- verbs -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """The `info` extension; an agent without it gets an empty fingerprint, not an error.
@@ -169,7 +186,18 @@ class Agent:
         return {"ipv4": reply["ipv4"], "ipv6": reply["ipv6"]}
 
     def table(self, family: int = AF_UNSPEC) -> TableReply:
-        reply = self.call("table", family)
+        return self._table(self.call("table", family))
+
+    def tables(self, families: tuple[int, ...]) -> list[TableReply]:
+        """`table` of each family; in serve mode all in one round trip."""
+        return [self._table(reply) for reply in self.call_many([("table", f) for f in families])]
+
+    def statuses(self, calls: list[tuple[str | int, ...]]) -> list[StatusReply]:
+        """Several `flush`, `add` or `delete` calls, each `(verb, *args)` (call_many): their
+        status replies in order."""
+        return [self._status(reply, str(call[0])) for call, reply in zip(calls, self.call_many(calls))]
+
+    def _table(self, reply: dict[str, Any]) -> TableReply:
         status = self._status(reply, "table")
         raw_entries = reply.get("entries", [])
         if status.outcome is Outcome.SUCCESS and not isinstance(raw_entries, list):

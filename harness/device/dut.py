@@ -245,11 +245,11 @@ class DeviceUnderTest:
         return max(int(i["index"]) for i in self.interfaces) + 1000
 
     def table(self) -> tuple[Neighbor, ...]:
-        """The device's whole readable table (one agent call where AF_UNSPEC reads work)."""
+        """The device's whole readable table (one agent call where AF_UNSPEC reads work; one
+        round trip for the families' reads in serve mode where it does not)."""
         assert self.agent is not None
         entries: list[Neighbor] = []
-        for family in self.read_families:
-            part = self.agent.table(family)
+        for family, part in zip(self.read_families, self.agent.tables(self.read_families)):
             if part.status.outcome is not Outcome.SUCCESS:
                 raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
                                   f"{describe(part.status.raw, part.status.space)}")
@@ -311,11 +311,12 @@ class DeviceUnderTest:
 
     def _plant_statics(self, table: dict[Key, Neighbor]) -> bool:
         """Add the static entries a flush took (or the first case's); True when any call ran.
-        An agent that cannot add them is recorded once (fingerprint) and not asked again."""
+        The calls go out together (one round trip in serve mode). An agent that cannot add
+        them is recorded once (fingerprint) and not asked again."""
         if self.fingerprint.get("static_entries"):
             return False
         assert self.agent is not None
-        added = False
+        calls: list[tuple] = []
         for link in self.links:
             for (family, ifindex, address), lladdr in link.statics.items():
                 now = table.get((family, ifindex, address))
@@ -323,16 +324,16 @@ class DeviceUnderTest:
                     continue
                 self._leftovers[(family, ifindex, address)] = lladdr
                 if now is not None:  # a stale copy (another lladdr or state): replace it
-                    self.agent.delete(family, ifindex, address)
-                reply = self.agent.add(family, ifindex, address, lladdr)
-                added = True
-                if reply.outcome is not Outcome.SUCCESS:
-                    why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
-                    self.fingerprint["static_entries"] = (
-                        f"not planted: `add {family} {ifindex} {address}` returned {why}")
-                    self._leftovers.pop((family, ifindex, address), None)
-                    return True
-        return added
+                    calls.append(("delete", family, ifindex, address))
+                calls.append(("add", family, ifindex, address, lladdr))
+        for call, reply in zip(calls, self.agent.statuses(calls)):
+            if call[0] == "add" and reply.outcome is not Outcome.SUCCESS:
+                _, family, ifindex, address, _ = call
+                why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
+                self.fingerprint.setdefault("static_entries",
+                                            f"not planted: `add {family} {ifindex} {address}` returned {why}")
+                self._leftovers.pop((family, ifindex, address), None)
+        return bool(calls)
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())

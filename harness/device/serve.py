@@ -86,24 +86,42 @@ class ServeChannel:
     def request(self, words: list[str], timeout: float, *, retry: bool) -> dict[str, Any]:
         """Send one request and return its reply (without `id`). `retry`: the verb only reads,
         so it may be asked again on a new process if this one ends before answering."""
-        shown = " ".join(words)
+        reply = self.pipeline([words], timeout, retry=retry)[0]
+        if isinstance(reply, AgentError):
+            raise reply
+        return reply
+
+    def pipeline(self, requests: list[list[str]], timeout: float, *,
+                 retry: bool) -> list[dict[str, Any] | AgentError]:
+        """Send several requests at once and read their replies in order: one round trip for
+        all (the ids keep them apart). Each reply must come within `timeout` of the one before.
+        A reply that is an agent error (an `exit`) is returned in its place, so that the
+        stream stays in step; everything else that goes wrong raises, as for one request.
+        `retry`: every verb only reads, so the batch may be sent again on a new process."""
+        shown = [" ".join(words) for words in requests]
         for attempt in (1, 2):
             channel = self._channel if self._alive() else self._start()
-            self._next_id += 1
-            rid = str(self._next_id)
-            deadline = time.monotonic() + timeout
+            ids = [str(self._next_id + n) for n in range(1, len(requests) + 1)]
+            self._next_id += len(requests)
+            replies: list[dict[str, Any] | AgentError] = []
             try:
-                channel.sendall(f"@{rid} {shown}\n".encode())
-                line = self._read_line(channel, deadline, timeout, shown)
+                channel.sendall("".join(f"@{rid} {line}\n" for rid, line in zip(ids, shown)).encode())
+                for rid, line in zip(ids, shown):
+                    text = self._read_line(channel, time.monotonic() + timeout, timeout, line)
+                    try:
+                        replies.append(self._reply(text, rid, line))
+                    except _Exited as exited:
+                        replies.append(AgentError(str(exited)))
+                    self.requests += 1
             except _Ended as ended:
                 self.close()
                 if retry and attempt == 1:
                     continue
                 why = "" if retry else "; whether it ran is unknown"
-                raise AgentError(f"device {self.device_name!r}: agent `{shown}` (serve mode): the "
+                which = shown[len(replies)]
+                raise AgentError(f"device {self.device_name!r}: agent `{which}` (serve mode): the "
                                  f"agent process ended before it answered ({ended}){why}") from None
-            self.requests += 1
-            return self._reply(line, rid, shown)
+            return replies
         raise AssertionError("unreachable")
 
     def _read_line(self, channel: paramiko.Channel, deadline: float, timeout: float,
@@ -180,9 +198,14 @@ class ServeChannel:
                              f"the request was @{rid}): {text[:200]!r}")
         status = reply.pop("exit", 0)
         if status != 0:
-            raise AgentError(f"{where} exited {status}: {text[:300]}")
+            raise _Exited(f"{where} exited {status}: {text[:300]}")
         return reply
 
 
 class _Ended(Exception):
     """The serve process ended (or its connection dropped) before a reply was complete."""
+
+
+class _Exited(AgentError):
+    """A reply that says its verb would have exited non-zero: an agent error for that request
+    alone (the process goes on serving)."""
