@@ -101,3 +101,8 @@ def test_a_device_that_never_prints_locked_cannot_keep_the_lock_reading():
     endless = io.BytesIO(b"spam\n" * (MAX_BANNER_LINES * 3))
     assert DeviceLock._until_locked(endless) == "spam"
     assert endless.tell() == MAX_BANNER_LINES * 5  # it stopped reading at the bound
+
+
+def test_a_verb_without_arguments_is_named_exactly():
+    with pytest.raises(AgentError, match=r"^device 'dut': agent `stacks` printed no JSON object"):
+        agent_replying(BANNER + "oops").stacks()

@@ -83,7 +83,8 @@ class Agent:
             self.mutations += 1  # counted before it runs: an abandoned call may still have run
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
-        where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
+        call = " ".join(map(str, (verb, *args)))
+        where = f"device {self.device.name!r}: agent `{call}`"
         err = result.stderr.decode(errors="replace").strip()
         if result.exit_status != 0:
             raise AgentError(f"{where} exited {result.exit_status}: "
@@ -97,7 +98,7 @@ class Agent:
         if not isinstance(reply, dict):
             raise AgentError(f"{where} printed JSON that is not an object: {text[-200:]!r}")
         if before:
-            self.output_before_replies.append((f"{verb} {' '.join(map(str, args))}".rstrip(), before))
+            self.output_before_replies.append((call, before))
         return reply
 
     # --- verbs -------------------------------------------------------------------------
