@@ -11,7 +11,7 @@ import pytest
 from harness.device.agent import Agent
 from harness.device.dialect import PosixDialect
 from harness.device.lock import MAX_BANNER_LINES, DeviceLock
-from harness.device.protocol import split_reply
+from harness.contract.protocol import split_reply
 from harness.errors import AgentError
 from harness.ssh import CommandResult
 

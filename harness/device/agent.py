@@ -26,7 +26,7 @@ from harness.contract.clauses import AF_UNSPEC
 from harness.contract.status import Outcome
 from harness.device.become import become_words
 from harness.device.dialect import Dialect, dialect_for
-from harness.device.protocol import Neighbor, StatusReply, TableReply, parse_neighbor, split_reply
+from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor, split_reply
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession

@@ -49,6 +49,7 @@ class ConformanceRun:
         self.started = datetime.now(timezone.utc)
         self.devices = DeviceSessions(self.inventory, run_dir=self.run_dir, run_id=self.run_id,
                                       entries=config.getoption("entries"),
+                                      scale_entries=config.getoption("scale_entries"),
                                       lock_wait=config.getoption("lock_wait"))
         self.writer: ResultsWriter | None = None
         self.results: dict | None = None
@@ -57,7 +58,8 @@ class ConformanceRun:
 
     def case_for(self, item) -> Case:
         record = record_of(item)
-        return Case(record, self.run_dir, self.evidence_dir, self.settle,
+        return Case(record, self.run_dir, self.evidence_dir, settle=self.settle,
+                    scale_entries=self.config.getoption("scale_entries"),
                     device_output=lambda: self.devices.output_before_replies(record.device))
 
     # --- set-up --------------------------------------------------------------------------
