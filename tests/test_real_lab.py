@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract.clauses import AF_INET
 from harness.device.agent import Agent, make_agent
 from harness.device.dialect import PosixDialect
-from harness.device.dut import DeviceUnderTest, Planted
+from harness.device.dut import DeviceUnderTest
 from harness.doctor import check_device
 from harness.errors import AgentError, DeviceError
 from harness.inventory import load_inventory
@@ -245,11 +244,11 @@ def test_the_agent_the_lock_and_cleanup_run_through_sudo(lab):
     try:
         dut.open()
         assert dut.fingerprint["admin"] is True
-        planted = Planted()
-        dut.add_static(planted, dut.links[0], AF_INET, "198.51.100.200", "02:5e:00:00:00:01")
-        assert any(e.address == "198.51.100.200" for e in dut.table())
-        dut.remove(planted.static)  # `ip -batch` through sudo (as nckadmin it is refused)
-        assert not any(e.address == "198.51.100.200" for e in dut.table())
+        planted = dut.seed()  # seeds by traffic, static entries by the agent's `add`
+        keys = {**planted.entries, **planted.static}
+        assert planted.static and keys.keys() <= {e.key for e in dut.table()}
+        dut.remove(keys)  # `ip -batch` through sudo (as nckadmin it is refused)
+        assert not keys.keys() & {e.key for e in dut.table()}
         with SshSession(device.name, device.ssh) as probe:
             owner = probe.run("stat -c %U /run/lock/neighcheck.lock.holder").stdout.decode().strip()
         assert owner == "root"  # the lock command ran as root
