@@ -84,6 +84,9 @@ def run_suite(args) -> int:
     # inside someone else's project).
     argv = [str(suite), "-p", "no:cacheprovider", "-q", "--rootdir", str(suite.parent),
             "-c", os.devnull, "--confcutdir", str(suite),
+            # Installed from a wheel, pytest marks the harness (its plugin) for assertion
+            # rewriting after this command imported it, and says so in every run's summary.
+            "-W", "ignore:Module already imported so cannot be rewritten; harness:pytest.PytestAssertRewriteWarning",
             "--devices", str(inventory.path), "--report-dir", str(run_dir),
             "--junitxml", str(run_dir / "junit.xml"), "-o", "junit_family=xunit2",
             "-o", "junit_suite_name=neighcheck"]
