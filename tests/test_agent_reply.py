@@ -5,6 +5,8 @@ tests/test_real_lab.py. Here, replies as a device would send them, through a sta
 from __future__ import annotations
 
 import io
+import socket
+import time
 
 import pytest
 
@@ -15,6 +17,7 @@ from harness.contract.protocol import split_reply
 from harness.errors import AgentError
 from harness.ssh import CommandResult
 
+LATER = time.monotonic() + 3600  # a lock deadline that does not matter here
 BANNER = "Welcome to edge-01. Authorized use only.\nLast login: {yesterday}\n"
 
 
@@ -89,18 +92,23 @@ def test_a_failing_agent_after_a_banner_is_an_agent_error_naming_its_exit():
 
 
 def test_the_lock_skips_banner_lines_before_locked():
-    assert DeviceLock._until_locked(io.BytesIO((BANNER + "locked\n").encode())) == "locked"
+    assert DeviceLock._until_locked(io.BytesIO((BANNER + "locked\n").encode()), LATER) == "locked"
 
 
 def test_the_lock_reports_the_holder_when_busy_after_a_banner():
     stream = io.BytesIO((BANNER + "harness-2 pid 7 run r1\n").encode())
-    assert DeviceLock._until_locked(stream) == "harness-2 pid 7 run r1"
+    assert DeviceLock._until_locked(stream, LATER) == "harness-2 pid 7 run r1"
 
 
 def test_a_device_that_never_prints_locked_cannot_keep_the_lock_reading():
     endless = io.BytesIO(b"spam\n" * (MAX_BANNER_LINES * 3))
-    assert DeviceLock._until_locked(endless) == "spam"
+    assert DeviceLock._until_locked(endless, LATER) == "spam"
     assert endless.tell() == MAX_BANNER_LINES * 5  # it stopped reading at the bound
+
+
+def test_a_device_that_trickles_banner_lines_cannot_keep_the_lock_reading_past_its_deadline():
+    with pytest.raises(socket.timeout):
+        DeviceLock._until_locked(io.BytesIO(b"spam\n" * 10), time.monotonic() - 1)
 
 
 def test_a_verb_without_arguments_is_named_exactly():

@@ -8,6 +8,7 @@ connection, or the harness dying) releases it, so a crashed run never leaves a s
 from __future__ import annotations
 
 import socket
+import time
 
 from harness.device.become import prefixed
 from harness.device.dialect import LOCK_BUSY_EXIT, Dialect
@@ -41,7 +42,7 @@ class DeviceLock:
         channel.settimeout(self.wait + 10)
         channel.exec_command(self.command())
         try:
-            line = self._until_locked(channel.makefile("rb"))
+            line = self._until_locked(channel.makefile("rb"), time.monotonic() + self.wait + 10)
         except socket.timeout:
             channel.close()
             raise DeviceError(f"device {self.session.device_name!r}: no answer from the lock command") from None
@@ -63,11 +64,14 @@ class DeviceLock:
         self._channel = channel
 
     @staticmethod
-    def _until_locked(stream) -> str:
+    def _until_locked(stream, deadline: float) -> str:
         """`locked`, or the last line printed before the command ended (the holder when busy).
-        Lines before `locked` are a login shell's banner: skipped, as the agent's replies do."""
+        Lines before `locked` are a login shell's banner: skipped, as the agent's replies do.
+        Raises socket.timeout past the deadline (each read is bounded by the channel's timeout)."""
         last = ""
         for _ in range(MAX_BANNER_LINES):
+            if time.monotonic() > deadline:
+                raise socket.timeout()
             raw = stream.readline(MAX_LINE)
             if not raw:
                 return last
