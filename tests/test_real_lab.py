@@ -150,6 +150,7 @@ def lab():
             private.lab.down()
         finally:
             shutil.rmtree(root, ignore_errors=True)
+            private.lab.lock_file.unlink(missing_ok=True)  # named after this run's state dir
 
 
 # --- 1. the installed package -------------------------------------------------------------------
