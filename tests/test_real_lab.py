@@ -2,7 +2,8 @@
 root may not log in (sudo), devices that print a banner before the agent, a harness without root.
 
 A private lab of this module's own (prefix nckI: namespaces nck-nckI-*, links nckI-*, subnets
-198.18.220-223.0/24 and 2001:db8:e1::/64, 2001:db8:e3::/64), always taken down again:
+198.18.170-173.0/24 and 2001:db8:e1::/64, 2001:db8:e3::/64; the bench's own lab has 221-239),
+always taken down again:
 - nckI-root: root logs in (the usual lab device); its login shell prints a banner on demand;
 - nckI-sudo: `lab.root_login = false`: root may not log in; the lab's account nckadmin may use
   sudo without a password, and the inventory says `become = "sudo"`.
@@ -51,7 +52,7 @@ ONLY_RAW = ["setpriv", "--inh-caps=-all", "--bounding-set=-all,+net_raw"]  # CAP
 class LabDevice:
     name: str
     tag: str  # in link names: nckI-<tag>-m, nckI-<tag>-t1
-    net: int  # management 198.18.<net>.0/24; test link 198.18.<net+1>.0/24, 2001:db8:e<net-219>::/64
+    net: int  # management 198.18.<net>.0/24; test link 198.18.<net+1>.0/24, 2001:db8:e<net-169>::/64
     user: str = "root"
     become: bool = False
 
@@ -60,7 +61,7 @@ class LabDevice:
         return f"198.18.{self.net}.2"
 
 
-DEVICES = (LabDevice("nckI-root", "r", 220), LabDevice("nckI-sudo", "s", 222, user="nckadmin", become=True))
+DEVICES = (LabDevice("nckI-root", "r", 170), LabDevice("nckI-sudo", "s", 172, user="nckadmin", become=True))
 HARNESS_IFS = ("nckI-r-t1", "nckI-s-t1")
 
 
@@ -81,7 +82,7 @@ def inventory_text(state: Path, *, lab: bool, change: dict[str, dict] | None = N
                       f'mgmt_harness_addr = "198.18.{d.net}.1/24"']
             if d.become:
                 lines += ["root_login = false"]
-        v6 = f"2001:db8:e{d.net - 219:x}::"
+        v6 = f"2001:db8:e{d.net - 169:x}::"
         lines += ["[[device.link]]", 'device_if = "eth1"', f'harness_if = "nckI-{d.tag}-t1"',
                   f'device_v4 = "198.18.{d.net + 1}.2/24"', f'harness_v4 = "198.18.{d.net + 1}.1/24"',
                   f'device_v6 = "{v6}2/64"', f'harness_v6 = "{v6}1/64"']
