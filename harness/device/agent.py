@@ -7,7 +7,8 @@ exactly one JSON object back. Which AGENT depends on the device (`make_agent`):
 - Linux, built in: the POSIX sh shim (agents/linux_shim.sh), sent as the text of a `sh -c`
   command, so nothing is installed on the device;
 - Windows, built in: the native agent, uploaded first (harness/device/windows.py).
-The words are quoted for the device's shell by its dialect (harness/device/dialect.py).
+The words are quoted for the device's shell by its dialect (harness/device/dialect.py), and
+run through sudo where the device's root may not log in (harness/device/become.py).
 
 Serve mode (a protocol extension; harness/device/serve.py): an agent whose `info` says
 `"serve": true` gets every later verb through one resident `AGENT serve` process instead,
@@ -15,12 +16,13 @@ which saves the shell (and agent) start of every call. An agent without it is ca
 call, as before.
 
 Everything an agent prints is untrusted: a reply that is not one JSON object of the expected
-shape is an AgentError (a harness `error` verdict), never a pass or a fail.
+shape is an AgentError (a harness `error` verdict), never a pass or a fail. Text before the
+object (a device whose login shell prints a banner on every SSH command) is not part of the
+reply: it is kept in `output_before_replies` for the evidence (protocol.split_reply).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from importlib import resources
@@ -28,9 +30,10 @@ from typing import Any
 
 from harness.contract.clauses import AF_UNSPEC
 from harness.contract.status import Outcome
+from harness.device.become import become_words
 from harness.device.dialect import Dialect, dialect_for
 from harness.device.serve import ServeChannel
-from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
+from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor, split_reply
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -52,14 +55,14 @@ def make_agent(device: Device, session: SshSession, inventory: Inventory | None,
     (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)
     `serve`: use serve mode where the agent's `info` offers it (False: per call only)."""
     dialect = dialect_for(device)
+    become = become_words(device)
     if device.agent.command:
-        prefix = list(device.agent.command)
-    elif device.os == "windows":
+        return Agent(device, session, list(device.agent.command), dialect, become, serve=serve)
+    if device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
-        prefix = agent_prefix(device, session, inventory)
-    else:
-        prefix = ["sh", "-c", linux_shim_text(), "neighcheck-agent"]
-    return Agent(device, session, prefix, dialect, serve=serve)
+        return Agent(device, session, agent_prefix(device, session, inventory), dialect, serve=serve)
+    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect, become,
+                 serve=serve)
 
 
 class Agent:
@@ -68,11 +71,14 @@ class Agent:
     `serve` allows it (harness/device/serve.py)."""
 
     def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
-                 *, serve: bool = True):
+                 become: tuple[str, ...] = (), *, serve: bool = True):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
+        self.become = become  # e.g. ("sudo", "-n", "--"): put before every call
+        # (call, text) for each reply the device printed something before (a login banner).
+        self.output_before_replies: list[tuple[str, str]] = []
         self.serve_allowed = serve
         self._serve: ServeChannel | None = None
         self.calls = 0
@@ -89,17 +95,21 @@ class Agent:
         return self._serve.starts if self._serve is not None else 0
 
     def over(self, session: SshSession) -> "Agent":
-        """The same agent called over another session (e.g. the non-admin account's), per call:
-        it makes a call or two, and a serve process would cost as much to start as each."""
-        return Agent(self.device, session, self.prefix, self.dialect, serve=False)
+        """The same agent called over another session (the non-admin account's), without sudo:
+        RET-ACCESS judges what that account gets on its own. Per call: it makes a call or
+        two, and a serve process would cost as much to start as each."""
+        agent = Agent(self.device, session, self.prefix, self.dialect, serve=False)
+        agent.output_before_replies = self.output_before_replies  # one record per device
+        return agent
 
     def command_line(self, verb: str, *args: str | int) -> str:
-        return self.dialect.quote([*self.prefix, verb, *map(str, args)])
+        return self.dialect.quote([*self.become, *self.prefix, verb, *map(str, args)])
 
     def use_serve(self) -> None:
         """Send every later verb through one `AGENT serve` process (started on first use)."""
         if self._serve is None:
-            self._serve = ServeChannel(self.session, self.command_line("serve"), self.device.name)
+            self._serve = ServeChannel(self.session, self.command_line("serve"), self.device.name,
+                                       before_replies=self.output_before_replies)
 
     def close(self) -> None:
         """End the serve process, if there is one (closing the session ends it too)."""
@@ -118,19 +128,22 @@ class Agent:
         command = self.command_line(verb, *args)
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
-        where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
+        call = " ".join(map(str, (verb, *args)))
+        where = f"device {self.device.name!r}: agent `{call}`"
         err = result.stderr.decode(errors="replace").strip()
         if result.exit_status != 0:
             raise AgentError(f"{where} exited {result.exit_status}: "
                              f"{(err or result.stdout.decode(errors='replace')).strip()[:300]}")
         text = result.stdout.decode(errors="replace").strip()
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            raise AgentError(f"{where} printed something that is not one JSON object: "
-                             f"{text[:200]!r}") from None
+        found = split_reply(text)
+        if found is None:
+            raise AgentError(f"{where} printed no JSON object at the end of its output: "
+                             f"{text[-200:]!r}" if text else f"{where} printed nothing")
+        before, reply = found
         if not isinstance(reply, dict):
-            raise AgentError(f"{where} printed JSON that is not an object: {text[:200]!r}")
+            raise AgentError(f"{where} printed JSON that is not an object: {text[-200:]!r}")
+        if before:
+            self.output_before_replies.append((call, before))
         return reply
 
     def call_many(self, requests: list[tuple[str | int, ...]], *,
