@@ -33,16 +33,22 @@ from harness.errors import AgentError, DeviceError
 from harness.ssh import MAX_OUTPUT, SshSession
 
 STDERR_TAIL = 2048  # bytes of the serve process's stderr kept for error messages
+MAX_BANNER = 64 << 10  # bytes a device may print before a serve process's first reply
 
 
 class ServeChannel:
     """One agent process in serve mode, on a channel of the device's SSH session."""
 
-    def __init__(self, session: SshSession, command: str, device_name: str):
+    def __init__(self, session: SshSession, command: str, device_name: str, *,
+                 before_replies: list[tuple[str, str]] | None = None):
         self.session = session
         self.command = command
         self.device_name = device_name
+        # (what, text) for output a new process's channel carried before its first reply
+        self.before_replies = before_replies if before_replies is not None else []
         self._channel: paramiko.Channel | None = None
+        self._fresh = False  # no reply read from this process yet
+        self._not_replies = ""  # what a new process printed so far that was no reply
         self._buffer = bytearray()
         self._stderr = bytearray()
         self._next_id = 0
@@ -69,6 +75,7 @@ class ServeChannel:
         self._channel = channel
         self._buffer.clear()
         self._stderr.clear()
+        self._fresh, self._not_replies = True, ""
         self.starts += 1
         return channel
 
@@ -107,7 +114,10 @@ class ServeChannel:
             try:
                 channel.sendall("".join(f"@{rid} {line}\n" for rid, line in zip(ids, shown)).encode())
                 for rid, line in zip(ids, shown):
-                    text = self._read_line(channel, time.monotonic() + timeout, timeout, line)
+                    deadline = time.monotonic() + timeout
+                    text = self._read_line(channel, deadline, timeout, line)
+                    if self._fresh:
+                        text = self._past_banner(channel, text, rid, deadline, timeout, line)
                     try:
                         replies.append(self._reply(text, rid, line))
                     except _Exited as exited:
@@ -123,6 +133,27 @@ class ServeChannel:
                                  f"agent process ended before it answered ({ended}){why}") from None
             return replies
         raise AssertionError("unreachable")
+
+    def _past_banner(self, channel: paramiko.Channel, text: bytes, rid: str, deadline: float,
+                     timeout: float, shown: str) -> bytes:
+        """A new process's first reply, the line that carries the request's id. What comes
+        before it was printed before the agent ran (a login shell's banner or motd, as on
+        every SSH command of some devices): kept apart (before_replies), never parsed as a
+        reply. Per call, protocol.split_reply does the same."""
+        lines: list[str] = []
+        while not _carries_id(text, rid):
+            lines.append(text.decode(errors="replace"))
+            self._not_replies = "\n".join(lines)
+            if len(self._not_replies) > MAX_BANNER:
+                self.close()
+                raise AgentError(f"device {self.device_name!r}: agent `{shown}` (serve mode) printed more "
+                                 f"than {MAX_BANNER >> 10} KiB before its first reply: "
+                                 f"{self._not_replies[:200]!r}")
+            text = self._read_line(channel, deadline, timeout, shown)
+        self._fresh, self._not_replies = False, ""
+        if lines:
+            self.before_replies.append(("serve", "\n".join(lines).strip()))
+        return text
 
     def _read_line(self, channel: paramiko.Channel, deadline: float, timeout: float,
                    shown: str) -> bytes:
@@ -155,11 +186,13 @@ class ServeChannel:
                 raise _Ended(self._how_it_ended(channel))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                printed = self._not_replies
                 self.close()
                 self.session.timed_out = True  # the device under test checks it still answers
                 raise DeviceError(f"device {self.device_name!r}: agent `{shown}` gave no reply within "
                                   f"{timeout:g} s (serve mode); its process was abandoned, the next "
-                                  "call starts a new one")
+                                  "call starts a new one"
+                                  + (f"; before it, the process printed: {printed[:200]!r}" if printed else ""))
             select.select([channel], [], [], min(remaining, 1.0))
 
     def _how_it_ended(self, channel: paramiko.Channel) -> str:
@@ -200,6 +233,15 @@ class ServeChannel:
         if status != 0:
             raise _Exited(f"{where} exited {status}: {text[:300]}")
         return reply
+
+
+def _carries_id(line: bytes, rid: str) -> bool:
+    """Is `line` a JSON object with "id": rid?"""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("id") == rid
 
 
 class _Ended(Exception):
