@@ -43,7 +43,7 @@ shift 2
 reply() { printf '{"id": "%s"%s}\n' "$id" "$1"; }
 case $1 in
     info) echo '{"agent": "fake", "serve": true}'; exit 0 ;;
-    serve) ;;
+    serve) [ "$mode" != banner ] || printf 'Welcome to %s\n{"id": "not a reply"}\n' "$state" ;;
     *) echo '{"error": "bad-argument"}'; exit 2 ;;
 esac
 while IFS= read -r line; do
@@ -246,6 +246,20 @@ def test_a_reply_out_of_step_is_an_agent_error_and_the_process_is_replaced(lab, 
         agent.stacks()
     agent.ping()
     assert agent._serve.starts == 2
+
+
+def test_what_a_new_process_prints_before_its_first_reply_is_kept_apart(lab, session):
+    """A login shell's banner (some devices print one on every SSH command) comes before a new
+    serve process's first reply: it is no reply (even a JSON-looking line), it is kept for
+    the evidence, once per process."""
+    agent = fake(lab, session, "banner")
+    agent.ping()
+    assert agent.stacks() == {"ipv4": True, "ipv6": False}
+    [(what, text)] = agent.output_before_replies
+    assert what == "serve" and text.startswith("Welcome to ") and '{"id": "not a reply"}' in text
+    agent.close()
+    agent.ping()  # a new process: its banner again
+    assert len(agent.output_before_replies) == 2 and agent.serve_starts == 2
 
 
 def test_a_serve_reply_with_an_exit_is_an_agent_error(lab, session):
