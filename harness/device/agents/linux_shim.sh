@@ -24,6 +24,8 @@
 
 # shellcheck disable=SC2086  # unquoted expansions split ip's output and optional flags on purpose
 set -f          # word splitting is used to parse ip's output: never glob
+RP=             # serve mode: what a streamed reply puts first ("id": "ID", ); see serve_one
+STREAMING=
 NL='
 '
 ST_SUCCESS=0
@@ -58,7 +60,7 @@ json_escape() {
 
 bad_argument() {
     json_escape "$1"
-    printf '{"error": "bad-argument", "detail": "%s"}\n' "$ESC"
+    printf '{%s"error": "bad-argument", "detail": "%s"%s}\n' "$RP" "$ESC" "${STREAMING:+, \"exit\": 2}"
     exit 2
 }
 
@@ -298,7 +300,7 @@ verb_info() {
         "$_kernel" "$ESC" "$_admin" "$_serve"
 }
 
-print_table_status() { printf '{"status": %s, "status_space": "ntstatus", "entries": []}\n' "$1"; }
+print_table_status() { printf '{%s"status": %s, "status_space": "ntstatus", "entries": []}\n' "$RP" "$1"; }
 
 # Table lines look like
 #   ADDR dev NAME [lladdr LL] [router] [proxy] [extern_learn] [protocol P] [STATE]
@@ -340,7 +342,7 @@ NF > 0 {
         ", \"state\": \"" state "\", \"router\": " router "}"
 }
 END {
-    printf "{\"status\": 0, \"status_space\": \"ntstatus\", \"entries\": ["
+    printf "{%s\"status\": 0, \"status_space\": \"ntstatus\", \"entries\": [", ENVIRON["NECK_RP"]
     if (count) printf "%s", out[1]
     for (i = 2; i <= count; i++) printf ", %s", out[i]
     printf "]}\n"
@@ -364,7 +366,7 @@ table_from_batch_sh() {
         _neigh=$_neigh$_line$NL
     done
     IFS=$_oifs
-    printf '{"status": 0, "status_space": "ntstatus", "entries": ['
+    printf '{%s"status": 0, "status_space": "ntstatus", "entries": [' "$RP"
     table_entries_sh "$_neigh"
     printf ']}\n'
 }
@@ -433,7 +435,7 @@ EOF
                     ! command -v awk >/dev/null 2>&1; then
                 table_from_batch_sh "$_out"
             else
-                printf '%s\n' "$_out" | awk "$TABLE_AWK"
+                printf '%s\n' "$_out" | NECK_RP=$RP awk "$TABLE_AWK"
             fi
             return
         fi
@@ -714,6 +716,13 @@ serve_one() {
     set -- $_req
     if [ $# -eq 0 ] && [ -z "$_id" ]; then
         return   # a blank line is no request
+    fi
+    if [ "$1" = table ]; then
+        # The one verb whose reply can be megabytes (8 MB at 65k entries, where collecting it
+        # first cost more than the dump): written as it is made, its printers putting in the
+        # id (RP) and, for a bad argument, the exit (STREAMING).
+        ( RP=${_id:+"\"id\": \"$_id\", "} STREAMING=1 SERVING=1; dispatch "$@" ) </dev/null
+        return
     fi
     _out=$(SERVING=1 dispatch "$@" </dev/null)
     _rc=$?
