@@ -154,6 +154,25 @@ def test_the_shim_serves_every_verb_from_one_process_after_info(lab, session):
     assert poll_until(lambda: agent_processes() == 0, timeout=5), "EOF must end the serve process"
 
 
+def test_the_shims_serve_loop_answers_each_line_with_its_id(lab):
+    """The shim's own serve loop, in the device's namespace: one line per request, ids kept,
+    a bad argument answered with its exit and the loop going on, for a table (its reply is
+    written as it is made) as for the other verbs; blank lines and EOF end nothing early."""
+    requests = ["@1 ping", "", "@2 table 2", "@3 table 99", "@4 table", "@5 flush x 0", "table 23",
+                "@6 bogus", "@7 serve", "@a/b ping", "@8 stacks"]
+    proc = subprocess.run(["ip", "netns", "exec", NETNS, "sh", "-c", SHIM.read_text(), "neighcheck-agent",
+                           "serve"], input="\n".join(requests) + "\n", capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r.get("id") for r in replies] == ["1", "2", "3", "4", "5", None, "6", "7", None, "8"]
+    assert [r.get("exit") for r in replies] == [None, None, None, 2, 2, None, 2, 2, 2, None]
+    assert replies[1]["status"] == 0 and isinstance(replies[1]["entries"], list)
+    assert replies[2] == {"id": "3", "status": 0xC000000D, "status_space": "ntstatus", "entries": []}
+    assert replies[6]["error"] == "bad-argument" and "unknown verb" in replies[6]["detail"]
+    assert replies[9] == {"id": "8", "ipv4": True, "ipv6": True}
+
+
 def test_a_vendor_agent_without_serve_is_called_per_call(lab, session):
     """The shim run as a file is a vendor agent here: its info offers no serve (only the text
     the harness runs as its built-in agent does), so every verb is a command of its own."""
