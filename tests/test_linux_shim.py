@@ -571,6 +571,7 @@ def test_add_delete_refusals_change_nothing(seeded):
         (nov6, ("add", AF_INET6, seeded.ifindex(nov6, "eth1"), "2001:db8:3::70", mac), NOT_SUPPORTED),
         (ns, ("delete", AF_UNSPEC, eth1, "198.51.100.10"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, 0, "198.51.100.10"), INVALID_PARAMETER),
+        (ns, ("delete", AF_INET6, eth1, "1:2:3"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, missing, "198.51.100.10"), NOT_FOUND),
         (ns, ("delete", AF_INET, seeded.ifindex(ns, "eth2"), "198.51.100.10"), NOT_FOUND),
     ]
