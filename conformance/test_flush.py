@@ -14,6 +14,7 @@ from harness.contract.clauses import (AF_INET, AF_INET6, AF_UNSPEC, INVALID_FAMI
                                       SCOPE_FAMILIES, STACK_NAME, STACK_OF, family_name)
 from harness.contract.judging import Judgement, Scope, index, judge_flush, judge_unchanged, removed_by_state
 from harness.contract.status import Outcome, describe
+from harness.device.agent import admin_reason
 
 
 def expect_status(j: Judgement, reply, expected: Outcome, clause: str) -> None:
@@ -119,10 +120,11 @@ def test_access_denied(case, dut, device_name):
     if account is None:
         case.not_applicable("no non-admin account configured ([device.unprivileged] in the inventory)")
     with dut.unprivileged_agent() as agent:
-        if agent.info().get("admin") is True:
-            # The account has admin rights after all (e.g. an elevated Windows token): the
-            # clause cannot be judged with it.
-            case.not_applicable(f"the configured non-admin account {account.user!r} has admin rights")
+        reason = admin_reason(agent.info())
+        if reason is not None:
+            # The account has admin rights after all (an elevated Windows token, or Network
+            # Configuration Operators): the clause cannot be judged with it.
+            case.not_applicable(f"the configured non-admin account {account.user!r} has admin rights: {reason}")
         planted = case_seed(case, dut)
         try:
             case.evidence["call"] = {"verb": "flush", "family": AF_UNSPEC, "ifindex": 0,

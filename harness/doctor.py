@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.device.agent import make_agent
+from harness.device.agent import FAMILY_NAMES, make_agent
 from harness.device.dialect import dialect_for
+from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -40,7 +41,7 @@ def check_device(device: Device, inventory: Inventory) -> Check:
     try:
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
-        check.facts["shell"] = dialect_for(device).name
+        check.facts["shell"] = dialect_for(device, session).name  # asked once per session
         agent = make_agent(device, session, inventory)
         info = agent.info()
         check.facts["agent"] = str(info.get("agent", "no `info` verb"))
@@ -53,14 +54,19 @@ def check_device(device: Device, inventory: Inventory) -> Check:
         for key, expected in device.capabilities.items():
             if key in stacks and stacks[key] != expected:
                 check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
-        interfaces = {i["name"]: i for i in agent.interfaces()}
-        check.facts["interfaces"] = " ".join(f"{n}={i['index']}" for n, i in interfaces.items())
+        interfaces = agent.interfaces()
+        check.facts["interfaces"] = " ".join(f"{i['name']}={i['index']}{_families(i)}" for i in interfaces)
         for link in device.links:
-            iface = interfaces.get(link.device_if)
+            iface = find_interface(device, interfaces, link.device_if)
             if iface is None:
                 check.problem(f"test link {link.device_if!r} does not exist on the device")
             elif iface.get("up") is False:
                 check.problem(f"test link {link.device_if!r} is down on the device")
+            elif isinstance(iface.get("families"), list):
+                off = [f for f in FAMILY_NAMES if stacks.get(f) and f not in iface["families"]]
+                if off:  # the device has the stack, this interface does not: no seeds there
+                    check.facts[f"note-{link.device_if}"] = (f"{' and '.join(off)} off on this test link "
+                                                            "(the device's stacks have it)")
             up = harness_link_up(link.harness_if)
             if up is None:
                 check.problem(f"harness interface {link.harness_if!r} does not exist on this host")
@@ -78,6 +84,12 @@ def check_device(device: Device, inventory: Inventory) -> Check:
     finally:
         session.close()
     return check
+
+
+def _families(iface: dict) -> str:
+    """ `[ipv4 ipv6]`: the interface's own families, when the agent reports them."""
+    families = iface.get("families")
+    return f" [{' '.join(families) or 'none'}]" if isinstance(families, list) else ""
 
 
 def doctor(inventory: Inventory, names: list[str] | None = None) -> int:

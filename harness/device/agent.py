@@ -21,14 +21,15 @@ from importlib import resources
 from typing import Any
 
 from harness.contract.clauses import AF_UNSPEC
-from harness.contract.status import Outcome
+from harness.contract.status import Outcome, code_name
 from harness.device.dialect import Dialect, dialect_for
-from harness.device.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
+from harness.device.protocol import Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
 
 READ_ONLY_VERBS = frozenset({"info", "interfaces", "stacks", "table"})
+FAMILY_NAMES = ("ipv4", "ipv6")
 
 
 @cache
@@ -37,11 +38,13 @@ def linux_shim_text() -> str:
 
 
 def make_agent(device: Device, session: SshSession, inventory: Inventory | None) -> "Agent":
-    """The device's agent over `session`: the one place that decides which agent and dialect.
+    """The device's agent over `session` (connected): the one place that decides which agent,
+    with the dialect of the one dialect factory. Over the non-admin account's session this
+    uploads that account's own copy of the Windows agent, into its own profile.
     (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)"""
-    dialect = dialect_for(device)
+    dialect = dialect_for(device, session)
     if device.agent.command:
-        return Agent(device, session, list(device.agent.command), dialect)
+        return Agent(device, session, list(device.agent.command), dialect, builtin=False)
     if device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
         return Agent(device, session, agent_prefix(device, session, inventory), dialect)
@@ -51,17 +54,15 @@ def make_agent(device: Device, session: SshSession, inventory: Inventory | None)
 class Agent:
     """Calls one device's agent over its SSH session."""
 
-    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect):
+    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
+                 builtin: bool = True):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
+        self.builtin = builtin  # the harness's own agent, not a vendor's `agent.command`
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
-
-    def over(self, session: SshSession) -> "Agent":
-        """The same agent called over another session (e.g. the non-admin account's)."""
-        return Agent(self.device, session, self.prefix, self.dialect)
 
     def command_line(self, verb: str, *args: str | int) -> str:
         return self.dialect.quote([*self.prefix, verb, *map(str, args)])
@@ -105,6 +106,11 @@ class Agent:
         for item in items:
             if not (isinstance(item, dict) and _is_int(item.get("index")) and isinstance(item.get("name"), str)):
                 raise AgentError(f"device {self.device.name!r}: malformed interface {item!r}")
+            families = item.get("families")  # protocol13.md item 1; absent: the device's stacks
+            if families is not None and not (isinstance(families, list) and
+                                             all(f in FAMILY_NAMES for f in families)):
+                raise AgentError(f"device {self.device.name!r}: interface {item['name']!r}: families "
+                                 f"must be a list of {' and '.join(FAMILY_NAMES)}, got {families!r}")
             out.append(item)
         return out
 
@@ -132,6 +138,49 @@ class Agent:
     def delete(self, family: int, ifindex: int, address: str) -> StatusReply:
         return self._status(self.call("delete", family, ifindex, address), "delete")
 
+    def delete_many(self, family: int, ifindex: int, addresses: list[str]) -> dict[str, StatusReply]:
+        """`delete FAMILY IFINDEX ADDRESS...` (protocol13.md item 2): each address's status,
+        keyed by canonical address. MultiDeleteRefused when the agent does not take several
+        addresses (then call `delete` once per address)."""
+        try:
+            reply = self.call("delete", family, ifindex, *addresses)
+        except AgentError as exc:
+            if len(addresses) > 1:
+                raise MultiDeleteRefused(str(exc)) from None
+            raise
+        if len(addresses) > 1 and reply.get("error") == "bad-argument":
+            raise MultiDeleteRefused(f"`delete` with {len(addresses)} addresses: {reply}"[:300])
+        call = self._status(reply, "delete")
+        results = reply.get("results")
+        if results is None:
+            if len(addresses) > 1 and call.outcome is Outcome.SUCCESS:
+                # A success without results may have deleted only the first address.
+                raise MultiDeleteRefused(f"`delete` with {len(addresses)} addresses gave no results")
+            # One address, or the whole call failed (no such interface, no rights, no export).
+            return {canonical_address(a): call for a in addresses}
+        if not isinstance(results, list):
+            raise AgentError(f"device {self.device.name!r}: `delete` results is not a list: {results!r}"[:300])
+        wanted = {canonical_address(a) for a in addresses}
+        out: dict[str, StatusReply] = {}
+        for item in results:
+            if not (isinstance(item, dict) and isinstance(item.get("address"), str) and
+                    _is_int(item.get("status"))):
+                raise AgentError(f"device {self.device.name!r}: malformed `delete` result {item!r}"[:300])
+            try:
+                address = canonical_address(item["address"])
+            except ValueError:
+                address = item["address"]
+            if address not in wanted:
+                raise AgentError(f"device {self.device.name!r}: `delete` reported {item['address']!r}, "
+                                 "which it was not asked to delete")
+            out[address] = StatusReply(item["status"], call.space, None,
+                                       str(item["detail"]) if item.get("detail") is not None else None)
+        missing = sorted(wanted - set(out))
+        if missing:
+            raise AgentError(f"device {self.device.name!r}: `delete` gave no result for "
+                             f"{len(missing)} addresses, e.g. {', '.join(missing[:3])}")
+        return out
+
     # --- reply checks --------------------------------------------------------------------
     def _status(self, reply: dict[str, Any], verb: str) -> StatusReply:
         if "status" not in reply:
@@ -154,6 +203,30 @@ class Agent:
         except ValueError as exc:
             raise AgentError(f"device {self.device.name!r}: malformed table entry ({exc}): {entry!r}"[:500]) \
                 from None
+
+
+class MultiDeleteRefused(AgentError):
+    """The agent does not take several addresses in one `delete`."""
+
+
+NOT_FOUND_NAMES = frozenset({"STATUS_NOT_FOUND", "ERROR_NOT_FOUND"})
+
+
+def gone(reply: StatusReply) -> bool:
+    """A delete that leaves the entry absent: success, or not found in the reply's space."""
+    return reply.outcome is Outcome.SUCCESS or (
+        reply.raw is not None and code_name(reply.raw, reply.space) in NOT_FOUND_NAMES)
+
+
+def admin_reason(info: dict[str, Any]) -> str | None:
+    """Why an account counts as admin by its `info` (protocol13.md item 7), or None."""
+    if info.get("admin") is not True:
+        return None
+    if info.get("elevated") is True:
+        return "its token is elevated"
+    if info.get("network_config_operator") is True:
+        return "it is a member of Network Configuration Operators (S-1-5-32-556), who may flush"
+    return "the agent reports admin rights"
 
 
 def _is_int(value: Any) -> bool:
