@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.device.agent import FAMILY_NAMES, make_agent
+from harness.contract.clauses import STACK_NAME
+from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
 from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
@@ -63,7 +64,7 @@ def check_device(device: Device, inventory: Inventory) -> Check:
             elif iface.get("up") is False:
                 check.problem(f"test link {link.device_if!r} is down on the device")
             elif isinstance(iface.get("families"), list):
-                off = [f for f in FAMILY_NAMES if stacks.get(f) and f not in iface["families"]]
+                off = [f for f in STACK_NAME if stacks.get(f) and f not in iface["families"]]
                 if off:  # the device has the stack, this interface does not: no seeds there
                     check.facts[f"note-{link.device_if}"] = (f"{' and '.join(off)} off on this test link "
                                                             "(the device's stacks have it)")

@@ -32,7 +32,7 @@ from harness.device.dialect import (CMD_LINE_BUDGET, SHELL_PROBE, CmdDialect, La
                                     PowerShellDialect, classify_shell, cmd_quote, dialect_for, ps_quote)
 from harness.device.dut import DeviceUnderTest
 from harness.device.lock import device_lock
-from harness.device.protocol import Neighbor, StatusReply
+from harness.contract.protocol import Neighbor, StatusReply
 from harness.device.windows import REMOTE_NAME, local_agent, sftp_dir, upload_dir, windows_path
 from harness.errors import DeviceError, UsageError
 from harness.inventory import load_inventory
@@ -444,16 +444,16 @@ def test_seeds_only_for_the_families_the_interface_has(tmp_path, families, seede
         iface["families"] = families
     dut = opened_dut(inventory, device, [iface])
     link = dut.links[0]
-    assert {s.family for s in link.seeds} == seeded
-    assert link.families == frozenset(f for f in ("ipv4", "ipv6") if families is None or f in families)
-    assert dut.link_families == {5: link.families}
+    assert {s.family for s in link.seeds} == seeded == link.families
+    assert not link.unplanted  # a family the interface lacks is not expected there at all
+    assert dut.link_families == {5: seeded}
 
 
 def test_a_device_without_an_ipv6_stack_gets_no_ipv6_whatever_the_interface_says(tmp_path):
     inventory, device = windows_inventory(tmp_path)
     dut = opened_dut(inventory, device, [{"index": 5, "name": "Ethernet 2", "mac": "02:00:00:00:00:05",
                                           "families": ["ipv4", "ipv6"]}], stacks={"ipv4": True, "ipv6": False})
-    assert dut.links[0].families == {"ipv4"} and {s.family for s in dut.links[0].seeds} == {AF_INET}
+    assert dut.links[0].families == {AF_INET} and dut.link_families == {5: {AF_INET}}
 
 
 # --- cleanup in a few calls ---------------------------------------------------------------------------

@@ -20,16 +20,15 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from harness.contract.clauses import AF_UNSPEC
+from harness.contract.clauses import AF_UNSPEC, STACK_NAME
 from harness.contract.status import Outcome, code_name
 from harness.device.dialect import Dialect, dialect_for
-from harness.device.protocol import Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor
+from harness.contract.protocol import Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
 
 READ_ONLY_VERBS = frozenset({"info", "interfaces", "stacks", "table"})
-FAMILY_NAMES = ("ipv4", "ipv6")
 
 
 @cache
@@ -63,6 +62,12 @@ class Agent:
         self.builtin = builtin  # the harness's own agent, not a vendor's `agent.command`
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
+
+    def over(self, session: SshSession) -> "Agent":
+        """The same agent over another session of the same account (e.g. a second holder of
+        the lock). Another account gets its own from `make_agent`: on Windows it cannot run
+        this account's copy."""
+        return Agent(self.device, session, self.prefix, self.dialect, self.builtin)
 
     def command_line(self, verb: str, *args: str | int) -> str:
         return self.dialect.quote([*self.prefix, verb, *map(str, args)])
@@ -108,9 +113,9 @@ class Agent:
                 raise AgentError(f"device {self.device.name!r}: malformed interface {item!r}")
             families = item.get("families")  # protocol13.md item 1; absent: the device's stacks
             if families is not None and not (isinstance(families, list) and
-                                             all(f in FAMILY_NAMES for f in families)):
+                                             all(f in STACK_NAME for f in families)):
                 raise AgentError(f"device {self.device.name!r}: interface {item['name']!r}: families "
-                                 f"must be a list of {' and '.join(FAMILY_NAMES)}, got {families!r}")
+                                 f"must be a list of {' and '.join(STACK_NAME)}, got {families!r}")
             out.append(item)
         return out
 
@@ -216,17 +221,6 @@ def gone(reply: StatusReply) -> bool:
     """A delete that leaves the entry absent: success, or not found in the reply's space."""
     return reply.outcome is Outcome.SUCCESS or (
         reply.raw is not None and code_name(reply.raw, reply.space) in NOT_FOUND_NAMES)
-
-
-def admin_reason(info: dict[str, Any]) -> str | None:
-    """Why an account counts as admin by its `info` (protocol13.md item 7), or None."""
-    if info.get("admin") is not True:
-        return None
-    if info.get("elevated") is True:
-        return "its token is elevated"
-    if info.get("network_config_operator") is True:
-        return "it is a member of Network Configuration Operators (S-1-5-32-556), who may flush"
-    return "the agent reports admin rights"
 
 
 def _is_int(value: Any) -> bool:
