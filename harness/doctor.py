@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.contract.clauses import STACK_NAME
+from harness.contract.status import describe
 from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
 from harness.device.dut import find_interface
@@ -57,6 +58,11 @@ def check_device(device: Device, inventory: Inventory) -> Check:
                 check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
         interfaces = agent.interfaces()
         check.facts["interfaces"] = " ".join(f"{i['name']}={i['index']}{_families(i)}" for i in interfaces)
+        if not any(isinstance(i.get("families"), list) for i in interfaces):
+            codes = ", ".join(f"{k} {describe(v, 'win32')}" for k, v in agent.interface_status.items()
+                              if isinstance(v, int) and not isinstance(v, bool))
+            check.facts["families"] = ("not reported per interface" + (f" (GetIpInterfaceTable: {codes})" if codes else "")
+                                       + "; the device's stacks are assumed on every interface")
         for link in device.links:
             iface = find_interface(device, interfaces, link.device_if)
             if iface is None:

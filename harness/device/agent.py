@@ -62,6 +62,9 @@ class Agent:
         self.builtin = builtin  # the harness's own agent, not a vendor's `agent.command`
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
+        # The Windows agent's raw GetIpInterfaceTable codes per family, when `interfaces` had
+        # no families (e.g. Wine answers 50, ERROR_NOT_SUPPORTED): shown by doctor.
+        self.interface_status: dict[str, Any] = {}
 
     def over(self, session: SshSession) -> "Agent":
         """The same agent over another session of the same account (e.g. a second holder of
@@ -104,6 +107,8 @@ class Agent:
 
     def interfaces(self) -> list[dict[str, Any]]:
         reply = self.call("interfaces")
+        status = reply.get("ip_interface_status")
+        self.interface_status = status if isinstance(status, dict) else {}
         items = reply.get("interfaces")
         if not isinstance(items, list):
             raise AgentError(f"device {self.device.name!r}: `interfaces` reply has no interfaces list")
