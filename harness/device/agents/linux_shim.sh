@@ -496,8 +496,8 @@ verb_add() {
 }
 
 # delete FAMILY IFINDEX ADDRESS [ADDRESS ...]: several addresses in one call (a protocol
-# extension). Reply: the first status other than success or not-found (else 0), and one
-# result per address; with one address (v1's form) its own status, not-found included. `ip neigh del` stops a batch at the first entry that is not there
+# extension). Reply: the first status other than success or not-found (else 0; with one
+# address too, as the Windows agent answers), and one result per address. `ip neigh del` stops a batch at the first entry that is not there
 # (iproute2 6.1, -force or not), so the batch deletes only what the table shows; an entry that
 # vanished in between fails it, and the table is read again (bounded). An address the table
 # does not show is not found, unless it may be spelled other than ip prints it (IPv6 in upper
@@ -551,10 +551,6 @@ verb_delete() {
         fi
         _todo=$PRESENT _try=$((_try + 1))
     done
-    if [ $# -eq 1 ]; then   # protocol v1's form: the reply's status is the address's own
-        [ -z "$RES_NF" ] || FIRST=$ST_NOT_FOUND
-        [ -z "$RES_ODD" ] || { FIRST=${RES_ODD# }; FIRST=${FIRST%%=*}; }
-    fi
     _detail=''
     if [ -n "$DETAIL" ]; then
         json_escape "$DETAIL"
