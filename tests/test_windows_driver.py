@@ -114,17 +114,19 @@ def test_launched_dialect_hands_the_cmd_line_to_the_launcher_as_one_word():
 PROBE_OUTPUT = {"cmd.exe": "neighcheck-shell Windows_NT $PSVersionTable.PSEdition\r\n",
                 "PowerShell": "neighcheck-shell\r\n%OS%\r\nDesktop\r\n",
                 "pwsh": "neighcheck-shell\n%OS%\nCore\n",
+                "PowerShell 4": "neighcheck-shell\r\n%OS%\r\n",
                 "sh": "neighcheck-shell %OS% .PSEdition\n"}
 
 
 @pytest.mark.parametrize("shell, output", PROBE_OUTPUT.items())
 def test_classify_shell(shell, output):
-    assert classify_shell(output) == {"pwsh": "PowerShell"}.get(shell, shell)
+    assert classify_shell(output) == {"pwsh": "PowerShell", "PowerShell 4": "PowerShell"}.get(shell, shell)
 
 
 def test_classify_shell_unknown():
     assert classify_shell("") is None
     assert classify_shell("'echo' is not recognized") is None
+    assert classify_shell("neighcheck-shell %OS% $PSVersionTable.PSEdition\n") is None  # nothing expanded
 
 
 class FakeSession:

@@ -186,10 +186,10 @@ def classify_shell(output: str) -> str | None:
         return None
     if "$PSVersionTable.PSEdition" in words and "%OS%" not in words:
         return "cmd.exe"
-    if "%OS%" in words and ("Desktop" in words or "Core" in words):
-        return "PowerShell"
-    if ".PSEdition" in words and "%OS%" in words:
+    if "%OS%" in words and ".PSEdition" in words:
         return "sh"
+    if "%OS%" in words and not any("PSEdition" in w for w in words):
+        return "PowerShell"  # Desktop or Core after %OS%; nothing before PowerShell 5.1
     return None
 
 
