@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+from types import SimpleNamespace
 
 import pytest
 
@@ -47,6 +48,10 @@ class _Channel:
     def recv_exit_status(self):
         return self.status
 
+    @property
+    def status_event(self):
+        return SimpleNamespace(wait=lambda timeout: True)
+
     def close(self):
         self.closed = True
 
@@ -58,19 +63,20 @@ class _Channel:
 
 
 def test_windows_lock_is_the_agents_lock_verb_with_a_safe_holder():
-    lock = DeviceLock(_Session(), CmdDialect(), 'host1 pid 7 run it\'s-"mine" & del *', 12.5, AGENT)
+    lock = DeviceLock(_Session(), CmdDialect(), 'host1 pid 7 run it\'s-"mine" & del *', 12.5, agent_words=AGENT)
     assert lock.command() == (r"C:\Users\lab\neighcheck\neighcheck_agent.exe lock 13 "
                               '"host1 pid 7 run it_s-_mine_ _ del _"')
 
 
 def test_powershell_lock_calls_the_agent_and_keeps_its_exit_code():
-    lock = DeviceLock(_Session(), PowerShellDialect(), "host1 pid 7", 5, [r"C:\Program Files\nck\agent.exe"])
+    lock = DeviceLock(_Session(), PowerShellDialect(), "host1 pid 7", 5,
+                      agent_words=[r"C:\Program Files\nck\agent.exe"])
     assert lock.command() == r"& 'C:\Program Files\nck\agent.exe' 'lock' 5 'host1 pid 7'; exit $LASTEXITCODE"
 
 
 def test_launched_lock_is_one_posix_word_for_the_launcher():
     lock = DeviceLock(_Session(), LaunchedDialect(CmdDialect(), ("wine", "nck-sshexec")), "h 1", 3,
-                      [r"Z:\lab\agent.exe"])
+                      agent_words=[r"Z:\lab\agent.exe"])
     assert shlex.split(lock.command()) == ["wine", "nck-sshexec", r'Z:\lab\agent.exe lock 3 "h 1"']
 
 
@@ -91,7 +97,7 @@ def test_posix_lock_quotes_the_holder_for_sh():
 @pytest.mark.parametrize("line", ["locked\n", '{"status": 0, "locked": true}\r\n'])
 def test_held_on_locked_or_the_agents_json(line):
     channel = _Channel(line)
-    lock = DeviceLock(_Session(channel), CmdDialect(), "me", 1, AGENT)
+    lock = DeviceLock(_Session(channel), CmdDialect(), "me", 1, agent_words=AGENT)
     lock.acquire()
     assert lock.held and not channel.closed
     lock.release()
@@ -103,7 +109,7 @@ def test_busy_names_the_holder_from_the_agents_json():
                        "holder": "build7 pid 42 run 20260101T000000Z\r\n"})
     channel = _Channel(busy + "\n")
     with pytest.raises(DeviceError) as info:
-        DeviceLock(_Session(channel), CmdDialect(), "me", 2, AGENT).acquire()
+        DeviceLock(_Session(channel), CmdDialect(), "me", 2, agent_words=AGENT).acquire()
     message = str(info.value)
     assert "in use by another run (build7 pid 42 run 20260101T000000Z)" in message
     assert r"%ProgramData%\neighcheck.lock" in message and "\n" not in message
@@ -118,4 +124,4 @@ def test_busy_names_the_holder_from_flock():
 def test_an_agent_without_the_lock_verb_is_a_clear_error():
     reply = '{"error": "bad-argument", "detail": "unknown verb: lock"}\n'
     with pytest.raises(DeviceError, match=r"cannot take .*exit 2: .*unknown verb: lock.*the `lock` verb"):
-        DeviceLock(_Session(_Channel(reply, status=2)), CmdDialect(), "me", 2, AGENT).acquire()
+        DeviceLock(_Session(_Channel(reply, status=2)), CmdDialect(), "me", 2, agent_words=AGENT).acquire()

@@ -7,23 +7,27 @@ exactly one JSON object back. Which AGENT depends on the device (`make_agent`):
 - Linux, built in: the POSIX sh shim (agents/linux_shim.sh), sent as the text of a `sh -c`
   command, so nothing is installed on the device;
 - Windows, built in: the native agent, uploaded first (harness/device/windows.py).
-The words are quoted for the device's shell by its dialect (harness/device/dialect.py).
+The words are quoted for the device's shell by its dialect (harness/device/dialect.py), and
+run through sudo where the device's root may not log in (harness/device/become.py).
 
 Everything an agent prints is untrusted: a reply that is not one JSON object of the expected
-shape is an AgentError (a harness `error` verdict), never a pass or a fail.
+shape is an AgentError (a harness `error` verdict), never a pass or a fail. Text before the
+object (a device whose login shell prints a banner on every SSH command) is not part of the
+reply: it is kept in `output_before_replies` for the evidence (protocol.split_reply).
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from harness.contract.clauses import AF_UNSPEC, STACK_NAME
 from harness.contract.status import Outcome, code_name
+from harness.device.become import become_words
 from harness.device.dialect import Dialect, dialect_for
-from harness.contract.protocol import Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor
+from harness.contract.protocol import (Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor,
+                                       split_reply)
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -36,30 +40,36 @@ def linux_shim_text() -> str:
     return resources.files("harness.device").joinpath("agents/linux_shim.sh").read_text()
 
 
-def make_agent(device: Device, session: SshSession, inventory: Inventory | None) -> "Agent":
+def make_agent(device: Device, session: SshSession, inventory: Inventory | None, *,
+               privileged: bool = True) -> "Agent":
     """The device's agent over `session` (connected): the one place that decides which agent,
-    with the dialect of the one dialect factory. Over the non-admin account's session this
-    uploads that account's own copy of the Windows agent, into its own profile.
+    with the dialect of the one dialect factory. `privileged=False` for the non-admin account:
+    no sudo (RET-ACCESS judges what that account gets on its own), and on Windows that
+    account uploads its own copy of the agent, into its own profile.
     (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)"""
     dialect = dialect_for(device, session)
+    become = become_words(device) if privileged else ()
     if device.agent.command:
-        return Agent(device, session, list(device.agent.command), dialect, builtin=False)
+        return Agent(device, session, list(device.agent.command), dialect, become, builtin=False)
     if device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
         return Agent(device, session, agent_prefix(device, session, inventory), dialect)
-    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect)
+    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect, become)
 
 
 class Agent:
     """Calls one device's agent over its SSH session."""
 
     def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
-                 builtin: bool = True):
+                 become: tuple[str, ...] = (), builtin: bool = True):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
+        self.become = become  # e.g. ("sudo", "-n", "--"): put before every call
         self.builtin = builtin  # the harness's own agent, not a vendor's `agent.command`
+        # (call, text) for each reply the device printed something before (a login banner).
+        self.output_before_replies: list[tuple[str, str]] = []
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
         # The Windows agent's raw GetIpInterfaceTable codes per family, when `interfaces` had
@@ -67,13 +77,15 @@ class Agent:
         self.interface_status: dict[str, Any] = {}
 
     def over(self, session: SshSession) -> "Agent":
-        """The same agent over another session of the same account (e.g. a second holder of
-        the lock). Another account gets its own from `make_agent`: on Windows it cannot run
-        this account's copy."""
-        return Agent(self.device, session, self.prefix, self.dialect, self.builtin)
+        """The same agent over another session, without sudo (e.g. a second holder of the
+        device lock). The non-admin account gets its own from `make_agent(privileged=False)`:
+        on Windows it cannot run this account's copy."""
+        agent = Agent(self.device, session, self.prefix, self.dialect, builtin=self.builtin)
+        agent.output_before_replies = self.output_before_replies  # one record per device
+        return agent
 
     def command_line(self, verb: str, *args: str | int) -> str:
-        return self.dialect.quote([*self.prefix, verb, *map(str, args)])
+        return self.dialect.quote([*self.become, *self.prefix, verb, *map(str, args)])
 
     def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:
         command = self.command_line(verb, *args)
@@ -81,19 +93,22 @@ class Agent:
             self.mutations += 1  # counted before it runs: an abandoned call may still have run
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
-        where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
+        call = " ".join(map(str, (verb, *args)))
+        where = f"device {self.device.name!r}: agent `{call}`"
         err = result.stderr.decode(errors="replace").strip()
         if result.exit_status != 0:
             raise AgentError(f"{where} exited {result.exit_status}: "
                              f"{(err or result.stdout.decode(errors='replace')).strip()[:300]}")
         text = result.stdout.decode(errors="replace").strip()
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            raise AgentError(f"{where} printed something that is not one JSON object: "
-                             f"{text[:200]!r}") from None
+        found = split_reply(text)
+        if found is None:
+            raise AgentError(f"{where} printed no JSON object at the end of its output: "
+                             f"{text[-200:]!r}" if text else f"{where} printed nothing")
+        before, reply = found
         if not isinstance(reply, dict):
-            raise AgentError(f"{where} printed JSON that is not an object: {text[:200]!r}")
+            raise AgentError(f"{where} printed JSON that is not an object: {text[-200:]!r}")
+        if before:
+            self.output_before_replies.append((call, before))
         return reply
 
     # --- verbs -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from harness.contract.clauses import FAMILY_NAMES, STACK_NAME, STACK_OF
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
+from harness.device import become
 from harness.device.agent import Agent, MultiDeleteRefused, gone, make_agent
 from harness.device.dialect import Dialect, dialect_for
 from harness.device.lock import DeviceLock, device_lock
@@ -113,6 +114,7 @@ class DeviceUnderTest:
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
+        become.check(self.device, self.session)  # before the lock, which needs root too
         self.dialect = dialect_for(self.device, self.session)
         # The agent first: on Windows the built-in agent's `lock` verb holds the device lock.
         # (Making it changes nothing on the device but, at most, an upload of a new build.)
@@ -259,7 +261,10 @@ class DeviceUnderTest:
         session = SshSession(self.device.name, self.device.ssh, account)
         session.connect()
         try:
-            yield make_agent(self.device, session, self.inventory)
+            agent = make_agent(self.device, session, self.inventory, privileged=False)
+            if self.agent is not None:
+                agent.output_before_replies = self.agent.output_before_replies  # one record per device
+            yield agent
         finally:
             session.close()
 
@@ -427,7 +432,7 @@ class DeviceUnderTest:
                 return
             lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
             self.cleanup_calls += 1
-            result = self.session.run("ip -batch -", stdin=lines.encode())
+            result = self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()
