@@ -94,7 +94,8 @@ def test_posix_lock_quotes_the_holder_for_sh():
     assert "flock -w 5 9" in words[2]
 
 
-@pytest.mark.parametrize("line", ["locked\n", '{"status": 0, "locked": true}\r\n'])
+@pytest.mark.parametrize("line", ["locked\n", '{"status": 0, "locked": true}\r\n',
+                                  'Authorized use only.\r\n{"note": 1}\r\n{"status": 0, "locked": true}\r\n'])
 def test_held_on_locked_or_the_agents_json(line):
     channel = _Channel(line)
     lock = DeviceLock(_Session(channel), CmdDialect(), "me", 1, agent_words=AGENT)
@@ -107,7 +108,7 @@ def test_held_on_locked_or_the_agents_json(line):
 def test_busy_names_the_holder_from_the_agents_json():
     busy = json.dumps({"status": 32, "status_space": "win32", "locked": False,
                        "holder": "build7 pid 42 run 20260101T000000Z\r\n"})
-    channel = _Channel(busy + "\n")
+    channel = _Channel("a login banner\n" + busy + "\n")
     with pytest.raises(DeviceError) as info:
         DeviceLock(_Session(channel), CmdDialect(), "me", 2, agent_words=AGENT).acquire()
     message = str(info.value)
