@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.contract.clauses import STACK_NAME
+from harness.contract.status import describe
 from harness.device import become
 from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
+from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -42,7 +45,7 @@ def check_device(device: Device, inventory: Inventory) -> Check:
     try:
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
-        check.facts["shell"] = dialect_for(device).name
+        check.facts["shell"] = dialect_for(device, session).name  # asked once per session
         if device.ssh.become:
             become.check(device, session)
             check.facts["become"] = f"{device.ssh.become} (passwordless for {device.ssh.login.user})"
@@ -62,14 +65,24 @@ def check_device(device: Device, inventory: Inventory) -> Check:
         for key, expected in device.capabilities.items():
             if key in stacks and stacks[key] != expected:
                 check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
-        interfaces = {i["name"]: i for i in agent.interfaces()}
-        check.facts["interfaces"] = " ".join(f"{n}={i['index']}" for n, i in interfaces.items())
+        interfaces = agent.interfaces()
+        check.facts["interfaces"] = " ".join(f"{i['name']}={i['index']}{_families(i)}" for i in interfaces)
+        if not any(isinstance(i.get("families"), list) for i in interfaces):
+            codes = ", ".join(f"{k} {describe(v, 'win32')}" for k, v in agent.interface_status.items()
+                              if isinstance(v, int) and not isinstance(v, bool))
+            check.facts["families"] = ("not reported per interface" + (f" (GetIpInterfaceTable: {codes})" if codes else "")
+                                       + "; the device's stacks are assumed on every interface")
         for link in device.links:
-            iface = interfaces.get(link.device_if)
+            iface = find_interface(device, interfaces, link.device_if)
             if iface is None:
                 check.problem(f"test link {link.device_if!r} does not exist on the device")
             elif iface.get("up") is False:
                 check.problem(f"test link {link.device_if!r} is down on the device")
+            elif isinstance(iface.get("families"), list):
+                off = [f for f in STACK_NAME if stacks.get(f) and f not in iface["families"]]
+                if off:  # the device has the stack, this interface does not: no seeds there
+                    check.facts[f"note-{link.device_if}"] = (f"{' and '.join(off)} off on this test link "
+                                                            "(the device's stacks have it)")
             up = harness_link_up(link.harness_if)
             if up is None:
                 check.problem(f"harness interface {link.harness_if!r} does not exist on this host")
@@ -88,6 +101,12 @@ def check_device(device: Device, inventory: Inventory) -> Check:
         session.close()
     check_raw_sockets(device, check)
     return check
+
+
+def _families(iface: dict) -> str:
+    """ `[ipv4 ipv6]`: the interface's own families, when the agent reports them."""
+    families = iface.get("families")
+    return f" [{' '.join(families) or 'none'}]" if isinstance(families, list) else ""
 
 
 def check_raw_sockets(device: Device, check: Check) -> None:

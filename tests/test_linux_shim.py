@@ -60,6 +60,14 @@ def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
     return table
 
 
+def delete_results(reply: dict) -> dict[str, int]:
+    """A multi-address `delete` reply's results: address -> status."""
+    assert isinstance(reply.get("results"), list), reply
+    results = {r["address"]: r["status"] for r in reply["results"]}
+    assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
+    return results
+
+
 def env_with(**extra: str) -> dict[str, str]:
     return {**os.environ, **extra}
 
@@ -329,8 +337,9 @@ def test_add_and_delete(shim_lab):
         assert shim(ns, "delete", family, ifindex, address) == {
             "status": SUCCESS, "status_space": "ntstatus", "results": [{"address": address, "status": SUCCESS}]}
         assert (family, ifindex, address) not in kernel_table(ns)
-        # one address is v1's form: the reply's status is that address's own
-        assert shim(ns, "delete", family, ifindex, address)["status"] == NOT_FOUND
+        # not there: the call succeeds, the address's own result says not found
+        reply = shim(ns, "delete", family, ifindex, address)
+        assert reply["status"] == SUCCESS and delete_results(reply) == {address: NOT_FOUND}
 
 
 def test_add_replaces_a_dynamic_entry(seeded):
@@ -362,26 +371,23 @@ def test_add_delete_refusals_change_nothing(seeded):
         (nov6, ("add", AF_INET6, seeded.ifindex(nov6, "eth1"), "2001:db8:3::70", mac), NOT_SUPPORTED),
         (ns, ("delete", AF_UNSPEC, eth1, "198.51.100.10"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, 0, "198.51.100.10"), INVALID_PARAMETER),
+        (ns, ("delete", AF_INET6, eth1, "1:2:3"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, missing, "198.51.100.10"), NOT_FOUND),
         (ns, ("delete", AF_INET, seeded.ifindex(ns, "eth2"), "198.51.100.10"), NOT_FOUND),
     ]
     for where, args, status in refused:
         before = kernel_table(where)
         reply = shim(where, *args)
-        assert reply["status"] == status, (args, reply)
+        if reply.get("results") and status == NOT_FOUND:  # delete: the address's own result
+            assert reply["status"] == SUCCESS and delete_results(reply) == {args[3]: status}, (args, reply)
+        else:
+            assert reply["status"] == status, (args, reply)
         assert_unchanged(before, kernel_table(where))
         assert (AF_INET, eth1, "198.51.100.70") not in kernel_table(ns)
     before = kernel_table(ns)
     assert shim(ns, "add", AF_INET, eth1, "198.51.100.70", mac, as_user=NOBODY)["status"] == ACCESS_DENIED
     assert shim(ns, "delete", AF_INET, eth1, "198.51.100.10", as_user=NOBODY)["status"] == ACCESS_DENIED
     assert_unchanged(before, kernel_table(ns))
-
-
-def delete_results(reply: dict) -> dict[str, int]:
-    assert isinstance(reply.get("results"), list), reply
-    results = {r["address"]: r["status"] for r in reply["results"]}
-    assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
-    return results
 
 
 @pytest.mark.parametrize("awk", [True, False], ids=["awk", "sh"])
@@ -697,3 +703,101 @@ def test_bench_table_and_flush(shim_lab, count):
     print(f"\n{count} entries: table awk {summary(awk)}\n{count} entries: table sh  {summary(sh)}"
           f"\n{count} entries: ip neigh show alone {summary(ip_only)}"
           f"\n{count} entries: flush 2 eth2 {summary(flushes)}")
+
+
+# --------------------------------------------------------------------------- the harness over the shim
+# A private lab device (prefix nckW) with two test links, IPv6 disabled on the second: the
+# harness must seed IPv6 only where the interface has it (protocol13.md item 1), doctor must
+# show it, and the harness must read the shim's multi-address `delete` over SSH.
+FAMILY_LAB = """
+[lab]
+state_dir = "{state}"
+
+[[device]]
+name = "W-shim"
+os = "linux"
+[device.ssh]
+host = "198.18.165.2"
+user = "root"
+key_file = "{state}/id_ed25519"
+known_hosts = "{state}/known_hosts"
+connect_timeout = 5
+command_timeout = 10
+[device.lab]
+mgmt_harness_if = "nckW-s-m"
+mgmt_harness_addr = "198.18.165.1/24"
+[[device.link]]
+device_if = "eth1"
+harness_if = "nckW-s-t1"
+device_v4 = "198.18.166.2/24"
+harness_v4 = "198.18.166.1/24"
+device_v6 = "2001:db8:c5::2/64"
+harness_v6 = "2001:db8:c5::1/64"
+[[device.link]]
+device_if = "eth2"
+harness_if = "nckW-s-t2"
+device_v4 = "198.18.167.2/24"
+harness_v4 = "198.18.167.1/24"
+device_v6 = "2001:db8:c6::2/64"
+harness_v6 = "2001:db8:c6::1/64"
+"""
+
+
+@pytest.fixture(scope="module")
+def family_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root")
+    from harness.hostlock import host_lock
+    from harness.inventory import load_inventory
+    from harness.lab.netns import Lab
+    root = tmp_path_factory.mktemp("nckW-families")
+    path = root / "devices.toml"
+    path.write_text(FAMILY_LAB.format(state=root / "state"))
+    inventory = load_inventory(path)
+    lab = Lab(inventory)
+    # one test process at a time may own these names (xdist workers, other worktrees)
+    with host_lock(Path("/run/lock/nckW-families.lab.lock"), 300, "nckW family lab busy for 300 s"):
+        lab.down()  # what a crashed run may have left under these names
+        lab.up()
+        try:
+            run("ip", "netns", "exec", inventory.devices[0].netns, "sysctl", "-qw",
+                "net.ipv6.conf.eth2.disable_ipv6=1")
+            yield inventory
+        finally:
+            lab.down()
+
+
+def test_ipv6_is_seeded_only_where_the_interface_has_it(family_lab):
+    from harness.contract.clauses import AF_INET, AF_INET6
+    from harness.device.dut import DeviceUnderTest
+    from harness.doctor import check_device
+    from harness.traffic.seeding import Seeder
+    device = family_lab.devices[0]
+    check = check_device(device, family_lab)
+    assert check.ok, check.problems
+    assert "eth1=3 [ipv4 ipv6]" in check.facts["interfaces"] and "eth2=4 [ipv4]" in check.facts["interfaces"]
+    assert check.facts["note-eth2"] == "ipv6 off on this test link (the device's stacks have it)"
+    assert check.facts["shell"] == "sh"
+
+    dut = DeviceUnderTest(device, family_lab, entries=8, seeder=Seeder(family_lab.test_interfaces),
+                          holder="nckW families test")
+    dut.open()
+    try:
+        eth1, eth2 = dut.link_by_name("eth1"), dut.link_by_name("eth2")
+        assert dut.stacks == {"ipv4": True, "ipv6": True}
+        assert eth1.families == {AF_INET, AF_INET6} and eth2.families == {AF_INET}
+        assert not eth2.unplanted  # the interface has no IPv6: nothing is expected there
+        assert dut.link_families == {eth1.ifindex: {AF_INET, AF_INET6}, eth2.ifindex: {AF_INET}}
+        planted = dut.seed()  # before the interface's families were read, IPv6 seeds on eth2 never landed
+        assert {(k[0], k[1]) for k in planted.entries} == {(AF_INET, eth1.ifindex), (AF_INET6, eth1.ifindex),
+                                                           (AF_INET, eth2.ifindex)}
+        dut.remove(planted.entries)
+        assert not set(planted.entries) & {e.key for e in dut.table()}
+
+        # The shim's multi-address delete, read by the harness over SSH.
+        assert dut.agent.add(AF_INET6, eth1.ifindex, "2001:db8:c5::77", "02:5e:77:00:00:01").outcome.value == "SUCCESS"
+        replies = dut.agent.delete_many(AF_INET6, eth1.ifindex, ["2001:db8:c5::77", "2001:db8:c5::78"])
+        assert {a: (r.raw, r.space) for a, r in replies.items()} == {
+            "2001:db8:c5::77": (SUCCESS, "ntstatus"), "2001:db8:c5::78": (NOT_FOUND, "ntstatus")}
+    finally:
+        dut.close()

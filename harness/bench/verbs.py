@@ -170,7 +170,7 @@ def bench_all_verbs(reference, inventory, settings: Settings, log: Callable[[str
     for device in (reference, windows_device(inventory)):
         if device is None:
             continue
-        with reference_lock(device):
+        with reference_lock(device, inventory=inventory):
             out[device.name] = bench_verbs(device, inventory, settings, log)
     return {"reference": reference.name, "devices": out}
 

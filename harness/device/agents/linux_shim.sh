@@ -533,8 +533,8 @@ verb_add() {
 }
 
 # delete FAMILY IFINDEX ADDRESS [ADDRESS ...]: several addresses in one call (a protocol
-# extension). Reply: the first status other than success or not-found (else 0), and one
-# result per address; with one address (v1's form) its own status, not-found included. `ip neigh del` stops a batch at the first entry that is not there
+# extension). Reply: the first status other than success or not-found (else 0; with one
+# address too, as the Windows agent answers), and one result per address. `ip neigh del` stops a batch at the first entry that is not there
 # (iproute2 6.1, -force or not), so the batch deletes only what the table shows; an entry that
 # vanished in between fails it, and the table is read again (bounded). An address the table
 # does not show is not found, unless it may be spelled other than ip prints it (IPv6 in upper
@@ -550,75 +550,83 @@ verb_delete() {
         *) print_status $ST_INVALID_PARAMETER "family must be 2 or 23"; return ;;
     esac
     entry_scope || return 0
-    RESULTS='' FIRST=$ST_SUCCESS DETAIL='' _todo=''
+    RES_OK='' RES_NF='' RES_BAD='' RES_ERR='' RES_ODD='' ERR_ST='' FIRST=$ST_SUCCESS DETAIL='' _todo=''
     for _a; do
-        if address_fits "$_a"; then _todo="$_todo$_a$NL"; else add_results $ST_INVALID_PARAMETER "$R" "$_a"; fi
+        if address_fits "$_a"; then _todo="$_todo$_a$NL"; else RES_BAD="$RES_BAD $_a"; failed $ST_INVALID_PARAMETER "$R"; fi
     done
     replace_all "$LINKNAME" % %%
     _dev=$R   # in a printf format
     _try=1
     while [ -n "$_todo" ]; do
-        _table=$(ip $IPFAM neigh show dev "$LINKNAME" nud all 2>/dev/null) || _table=''
-        classify_present "$_todo" "$_table"
+        classify_present "$_todo"
         if [ $_try -gt 1 ]; then
-            add_results $ST_SUCCESS '' $ABSENT    # deleted by the batch that then failed
+            RES_OK="$RES_OK $ABSENT"    # deleted by the batch that then failed
         else
-            _nf=''
             for _a in $ABSENT; do
                 if maybe_spelled_otherwise "$_a"; then
                     _msg=$(ip $IPFAM neigh del to "$_a" dev "$LINKNAME" 2>&1) && _st=$ST_SUCCESS ||
                         { ip_failure_status "$_msg" $ST_UNSUCCESSFUL; _st=$STATUS; }
-                    add_results "$_st" "$_msg" "$_a"
+                    RES_ODD="$RES_ODD $_st=$_a"
+                    failed "$_st" "$_msg"
                 else
-                    _nf="$_nf $_a"
+                    RES_NF="$RES_NF $_a"
                 fi
             done
-            add_results $ST_NOT_FOUND '' $_nf
         fi
         [ -n "$PRESENT" ] || break
         if _msg=$(printf "neigh del to %s dev $_dev\n" $PRESENT | ip $IPFAM -batch - 2>&1); then
-            add_results $ST_SUCCESS '' $PRESENT
+            RES_OK="$RES_OK $PRESENT"
             break
         fi
         ip_failure_status "$_msg" $ST_UNSUCCESSFUL
         if [ $_try -ge $ATTEMPTS ] || [ "$STATUS" != $ST_NOT_FOUND ]; then
             # not a race with the table: what is still there failed with ip's error
-            _table=$(ip $IPFAM neigh show dev "$LINKNAME" nud all 2>/dev/null) || _table=''
-            classify_present "$PRESENT" "$_table"
-            add_results $ST_SUCCESS '' $ABSENT
-            add_results "$STATUS" "$_msg" $PRESENT
+            classify_present "$PRESENT"
+            RES_OK="$RES_OK $ABSENT" RES_ERR=$PRESENT ERR_ST=$STATUS
+            failed "$STATUS" "$_msg"
             break
         fi
         _todo=$PRESENT _try=$((_try + 1))
     done
-    # One address is protocol v1's form: its reply's status is that address's own.
-    [ $# -eq 1 ] && FIRST=${RESULTS##*\"status\": } FIRST=${FIRST%\}}
+    _detail=''
     if [ -n "$DETAIL" ]; then
         json_escape "$DETAIL"
-        printf '{"status": %s, "status_space": "ntstatus", "detail": "%s", "results": [%s]}\n' \
-            "$FIRST" "$ESC" "${RESULTS#, }"
-    else
-        printf '{"status": %s, "status_space": "ntstatus", "results": [%s]}\n' "$FIRST" "${RESULTS#, }"
+        _detail=", \"detail\": \"$ESC\""
+    fi
+    printf '{"status": %s, "status_space": "ntstatus"%s, "results": [' "$FIRST" "$_detail"
+    _sep=''
+    print_results $ST_SUCCESS $RES_OK
+    print_results $ST_NOT_FOUND $RES_NF
+    print_results $ST_INVALID_PARAMETER $RES_BAD
+    print_results "$ERR_ST" $RES_ERR
+    for _r in $RES_ODD; do print_results "${_r%%=*}" "${_r#*=}"; done
+    printf ']}\n'
+}
+
+# failed STATUS DETAIL: the reply's status is the first one other than success or not-found
+failed() {
+    if [ "$1" != $ST_SUCCESS ] && [ "$1" != $ST_NOT_FOUND ] && [ "$FIRST" = $ST_SUCCESS ]; then
+        FIRST=$1 DETAIL=$2
     fi
 }
 
-# add_results STATUS DETAIL ADDRESS...: their results (one printf for all: no quadratic
-# string building); the first failure sets FIRST and DETAIL
-add_results() {
-    _st=$1 _dt=$2
-    shift 2
-    [ $# -gt 0 ] || return 0
-    RESULTS=$RESULTS$(printf ", {\"address\": \"%s\", \"status\": $_st}" "$@")
-    if [ "$_st" != $ST_SUCCESS ] && [ "$_st" != $ST_NOT_FOUND ] && [ "$FIRST" = $ST_SUCCESS ]; then
-        FIRST=$_st DETAIL=$_dt
-    fi
+# print_results STATUS ADDRESS...: their results, one printf for all (no per-address loop)
+print_results() {
+    [ $# -gt 1 ] || return 0
+    _st=$1
+    shift
+    printf "$_sep{\"address\": \"%s\", \"status\": $_st}" "$1"
+    shift
+    [ $# -eq 0 ] || printf ", {\"address\": \"%s\", \"status\": $_st}" "$@"
+    _sep=', '
 }
 
-# classify_present ADDRESSES TABLE -> PRESENT, ABSENT (newline-separated, in ADDRESSES' order)
-# TABLE is `ip neigh show` output: the address is each line's first word.
+# classify_present ADDRESSES -> PRESENT, ABSENT (in ADDRESSES' order): which of them the
+# table shows on LINKNAME (the address is the first word of each `ip neigh show` line)
 classify_present() {
     if [ -z "${NECK_SHIM_NO_AWK-}" ] && command -v awk >/dev/null 2>&1; then
-        _out=$(printf '%s\n!want\n%s' "$2" "$1" | awk '
+        _out=$({ ip $IPFAM neigh show dev "$LINKNAME" nud all 2>/dev/null; echo '!want'
+                 printf '%s' "$1"; } | awk '
             $1 == "!want" { want = 1; next }
             !want { if (NF) have[$1] = 1; next }
             NF { if ($1 in have) p = p $1 "\n"; else a = a $1 "\n" }
@@ -626,9 +634,10 @@ classify_present() {
         PRESENT=${_out%%!absent*} ABSENT=${_out#*!absent}
         return
     fi
+    _table=$(ip $IPFAM neigh show dev "$LINKNAME" nud all 2>/dev/null) || _table=''
     _have=$NL
     _oifs=$IFS IFS=$NL
-    for _line in $2; do _have="$_have${_line%% *}$NL"; done
+    for _line in $_table; do _have="$_have${_line%% *}$NL"; done
     PRESENT='' ABSENT=''
     for _a in $1; do
         case $_have in
@@ -639,18 +648,31 @@ classify_present() {
     IFS=$_oifs
 }
 
-# maybe_spelled_otherwise ADDRESS: could ip print this address differently?
+# maybe_spelled_otherwise ADDRESS: could ip print this address differently (or refuse it)?
+# True unless it is IPv4 (is_ipv4 passed it) or IPv6 in RFC 5952's form, as ip prints it.
 maybe_spelled_otherwise() {
     case $1 in
         *:*) ;;
-        *) return 1 ;;   # IPv4 passed is_ipv4: ip prints it the same
+        *) return 1 ;;
     esac
     case $1 in
-        *[A-F]* | *.* | 0[0-9a-f]* | *:0[0-9a-f]* | 0:0:* | *:0:0:* | *:0:0) return 0 ;;
-        0::* | *:0::* | *::0:* | *::0) return 0 ;;       # a zero group beside "::"
-        *::*:*:*:*:*:*:* | *:*:*:*:*:*::*) return 0 ;;   # "::" for a single group
+        *[A-F.]* | :[!:]* | *[!:]: | *:::* | *::*::*) return 0 ;;
+        0[0-9a-f]* | *:0[0-9a-f]* | 0:0:* | *:0:0:* | *:0:0) return 0 ;;  # leading or uncompressed zeros
+        0::* | *:0::* | *::0:* | *::0) return 0 ;;                        # a zero group beside "::"
     esac
-    return 1
+    _oifs=$IFS IFS=:
+    set -- $1
+    IFS=$_oifs
+    _n=0
+    for _g; do
+        [ ${#_g} -le 4 ] || return 0
+        [ -z "$_g" ] || _n=$((_n + 1))
+    done
+    case $* in
+        *'  '* | ' '* | *' ') [ $_n -le 6 ] && return 1 ;;   # "::" for two groups or more
+        *) [ $_n -eq 8 ] && return 1 ;;
+    esac
+    return 0
 }
 
 # ---------------------------------------------------------------- device-side timing
