@@ -157,6 +157,7 @@ def test_flush_arguments_reach_the_api_unchanged(wine, agent_exe, full, family, 
     run = wine.run(full, agent_exe, "flush", family, ifindex)
     assert run.returncode == 0
     assert run.reply == {"status": 0, "status_space": "win32"}
+    assert run.elapsed_us is not None, "the call's own time (issue 15)"
     calls = run.calls("FlushIpNetTable2")
     assert [(c["family"], c["ifindex"]) for c in calls] == [(family, ifindex)]
 
