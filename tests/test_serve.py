@@ -215,6 +215,25 @@ def test_calls_sent_together_cost_one_round_trip_and_stay_in_step(lab, session):
 
 # --- faults ----------------------------------------------------------------------------------
 
+def test_a_call_interrupted_before_its_reply_leaves_the_next_call_in_step(lab, session):
+    """Ctrl-C while a reply is outstanding: the next call (the cleanup) must not read the
+    abandoned request's late reply as its own; a new process answers it."""
+    agent = agent_for(lab, session)
+    agent.ping()
+    channel = agent._serve
+    real = channel._read_line
+
+    def interrupted(*args, **kwargs):
+        channel._read_line = real
+        raise KeyboardInterrupt
+
+    channel._read_line = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        agent.stacks()
+    agent.ping()  # the stacks reply, had it been read here, would not carry this ping's id
+    assert agent.serve_starts == 2
+
+
 def test_a_hung_agent_costs_one_timeout_and_the_next_call_gets_a_new_process(lab, session):
     agent = fake(lab, session, "hang")
     agent.ping()

@@ -131,6 +131,12 @@ class ServeChannel:
                 which = shown[len(replies)]
                 raise AgentError(f"device {self.device_name!r}: agent `{which}` (serve mode): the "
                                  f"agent process ended before it answered ({ended}){why}") from None
+            except BaseException:
+                # Interrupted with replies outstanding (Ctrl-C, a timeout, a broken reply): the
+                # next line this process prints may answer an abandoned request. A new
+                # process for the next call (cleanup after a Ctrl-C) keeps it in step.
+                self.close()
+                raise
             return replies
         raise AssertionError("unreachable")
 
