@@ -15,7 +15,10 @@ import subprocess
 
 import pytest
 
-from harness.bench import OwnLab, Settings, Target, paired_ratio, rotate, run_bench, summarize
+from harness.bench import run_bench
+from harness.bench.ownlab import OwnLab
+from harness.bench.settings import Settings
+from harness.bench.stats import Target, paired_ratio, rotate, summarize
 from harness.cli import main as cli_main
 
 

@@ -12,28 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_linux_shim import (  # the lab and the kernel-table oracle are shared
-    AF_INET,
-    AF_INET6,
-    AF_UNSPEC,
-    INVALID_PARAMETER,
-    NOT_FOUND,
-    NOT_SUPPORTED,
-    REPO,
-    SUCCESS,
-    UNSUCCESSFUL,
-    Seed,
-    assert_flush_effect,
-    assert_unchanged,
-    changes,
-    flush_removes,
-    kernel_table,
-    seeded,  # noqa: F401  (fixture)
-    shim,
-    shim_lab,  # noqa: F401  (fixture)
-    shim_run,
-    standard_seeds,
-)
+from tests.support import REPO
+from tests.support.shimlab import (AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, NOT_FOUND, NOT_SUPPORTED,
+                                   SUCCESS, UNSUCCESSFUL, Seed, assert_flush_effect, assert_unchanged, changes,
+                                   flush_removes, kernel_table, shim, shim_run, standard_seeds)
 
 pytestmark = pytest.mark.lab
 

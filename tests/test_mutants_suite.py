@@ -20,7 +20,7 @@ from harness.reports.diff import diff_runs
 from harness.reports.manifest import verify
 from harness.reports.merge import merge_runs
 
-from tests.conftest import DEFAULT_INVENTORY, REPO
+from tests.support import DEFAULT_INVENTORY, REPO
 
 pytestmark = pytest.mark.lab
 

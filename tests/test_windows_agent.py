@@ -28,6 +28,7 @@ from harness.device.agents.windows import build
 from harness.device.agent import make_agent
 from harness.errors import DeviceError, UsageError
 from harness.ssh import SshSession
+from tests.support.netns import netns_pids, remove_netns
 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
@@ -101,20 +102,9 @@ class WineNetns:
         return reply
 
 
-def _netns_pids(netns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
-                         timeout=10).stdout
-    return [int(p) for p in out.split()]
-
-
 def _delete_netns(netns: str) -> None:
-    """Kill what runs in it (by pid), delete our veth, then the namespace."""
-    if netns not in ip("netns", "list", netns=None):
-        return
-    for pid in _netns_pids(netns):
-        winelab._kill_pid(pid)
-    ip("link", "del", LINK_A, netns=netns, check=False)
-    ip("netns", "del", netns, netns=None, check=False)
+    """Kill what runs in it (by pid), then delete it (our veth pair goes with it)."""
+    remove_netns(netns)
 
 
 def _delete_orphaned_netns() -> None:
@@ -336,7 +326,7 @@ def test_agent_command_needs_no_environment(wine_netns, agent_exe):
 def test_services_run_inside_the_namespace(wine_netns):
     """The processes that answer network queries must live in our namespace, or `table`
     would describe another namespace's kernel table."""
-    pids = _netns_pids(wine_netns.name)
+    pids = netns_pids(wine_netns.name)
     assert wine_netns.server_pid in pids
     names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids
              if Path(f"/proc/{pid}/comm").exists()}

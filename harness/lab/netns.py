@@ -47,7 +47,8 @@ GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 10485
 SYSCTL_ROOT = Path("/proc/sys")
 
 
-def _sysctl_path(name: str) -> Path:
+def sysctl_path(name: str) -> Path:
+    """The /proc/sys file of a dotted sysctl name."""
     return SYSCTL_ROOT / name.replace(".", "/")
 
 
@@ -191,7 +192,7 @@ class Lab:
 
     def _raise_host_sysctls(self, state: dict) -> None:
         for name, wanted in HOST_SYSCTLS.items():
-            path = _sysctl_path(name)
+            path = sysctl_path(name)
             current = int(path.read_text())
             if current < wanted and name not in state["sysctls"]:
                 # Record (once) and restore at down only what this lab changed: a value that
@@ -437,7 +438,7 @@ class Lab:
                 if self._teardown(name, device, state):
                     removed.append(name)
             for name, value in state.get("sysctls", {}).items():
-                _sysctl_path(name).write_text(str(value))
+                sysctl_path(name).write_text(str(value))
             self._remove_lab_files()
         return removed
 
