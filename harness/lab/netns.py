@@ -36,6 +36,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.hostlock import host_lock
 from harness.inventory import LAB_SUDO_USER, Device, Inventory
+from harness.lab import sysctls
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_AUTHORIZED_KEYS = "/run/lock/nck-authorized_keys"  # inside the device's mount namespace
@@ -44,12 +45,6 @@ SUDO_UID = 64998  # LAB_SUDO_USER, on devices with lab.root_login = false
 SUDO = "/usr/bin/sudo"
 # Values large enough for 16,384 entries per family on every link of several devices.
 GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
-SYSCTL_ROOT = Path("/proc/sys")
-
-
-def sysctl_path(name: str) -> Path:
-    """The /proc/sys file of a dotted sysctl name."""
-    return SYSCTL_ROOT / name.replace(".", "/")
 
 
 def gc_sysctls() -> list[str]:
@@ -141,7 +136,7 @@ class Lab:
         try:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
-            return {"devices": {}, "sysctls": {}, "created_dirs": []}
+            return {"devices": {}, "created_dirs": []}
         except (OSError, ValueError) as exc:
             raise UsageError(f"lab: state file {self.state_file} is unreadable ({exc}); "
                              "remove it and run `neighcheck lab down` again") from None
@@ -173,7 +168,7 @@ class Lab:
         started = []
         with self._locked():
             state = self._load_state()
-            self._raise_host_sysctls(state)
+            sysctls.raise_for(self.dir, HOST_SYSCTLS)
             self._client_key(state)
             for device in devices:
                 if device.lab is None:
@@ -189,18 +184,6 @@ class Lab:
             if device.name in started:
                 self._wait_ssh(device)
         return started
-
-    def _raise_host_sysctls(self, state: dict) -> None:
-        for name, wanted in HOST_SYSCTLS.items():
-            path = sysctl_path(name)
-            current = int(path.read_text())
-            if current < wanted and name not in state["sysctls"]:
-                # Record (once) and restore at down only what this lab changed: a value that
-                # was already high enough belongs to someone else.
-                state["sysctls"][name] = current
-            if current < wanted:
-                path.write_text(str(wanted))
-        self._save_state(state)
 
     def _client_key(self, state: dict) -> Path:
         key = self.dir / "id_ed25519"
@@ -437,8 +420,7 @@ class Lab:
                 device = next((d for d in self.inventory.lab_devices if d.name == name), None)
                 if self._teardown(name, device, state):
                     removed.append(name)
-            for name, value in state.get("sysctls", {}).items():
-                sysctl_path(name).write_text(str(value))
+            sysctls.release(self.dir)  # the last lab on the host restores the originals
             self._remove_lab_files()
         return removed
 
