@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from harness.contract.clauses import MAX_ENTRIES
+from harness.plugin import DEFAULT_ENTRIES
 from harness.errors import UsageError
 from harness.inventory import load_inventory
 from harness.plugin.results import new_run_id
@@ -50,6 +51,8 @@ def run_suite(args) -> int:
     devices = inventory.select(args.device)
     if args.entries is not None and not 1 <= args.entries <= MAX_ENTRIES:
         raise UsageError(f"--entries {args.entries}: use 1..{MAX_ENTRIES}")
+    from harness.traffic.seeding import check_plans
+    check_plans(devices, args.entries if args.entries is not None else DEFAULT_ENTRIES)
     if args.errata and not Path(args.errata).is_file():
         raise UsageError(f"--errata {args.errata}: file not found")
     if not (SUITE_DIR / "test_flush.py").is_file():

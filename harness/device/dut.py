@@ -7,6 +7,7 @@ and closed whatever happens; closing removes everything the harness planted on t
 
 from __future__ import annotations
 
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,12 +24,17 @@ from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.ssh import SshSession
 from harness.traffic.responder import Responder
-from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds
+from harness.traffic.seeding import (LinkTarget, SeedEntry, Seeder, address_plan, link_target, missing_seeds,
+                                     static_entries)
 from harness.waits import poll_until
 
 VERIFY_TIMEOUT = 5.0
 RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
 CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries
+# Cleanup where `ip` is busybox's: stdin lines "FAMILYFLAG ADDRESS INTERFACE"; its flush
+# prints what it removed on stdout (dropped), errors on stderr.
+BUSYBOX_DELETE = ('while read -r f a d; do ip "$f" neigh flush to "$a" dev "$d" nud all >/dev/null '
+                  '|| exit 1; done')
 
 
 @dataclass
@@ -39,6 +45,9 @@ class LinkUnderTest:
     target: LinkTarget
     seeds: list[SeedEntry]
     keys: list[Key] = field(default_factory=list)  # each seed's table key, in seeds' order
+    # The link's static entries (one per planned family; seeding.static_entries): addresses no
+    # seed takes, for the cases to `add`.
+    static: tuple[SeedEntry, ...] = ()
 
     def __post_init__(self) -> None:
         self.keys = [(s.family, self.ifindex, canonical_address(s.address)) for s in self.seeds]
@@ -129,14 +138,12 @@ class DeviceUnderTest:
         mac = iface.get("mac")
         if not isinstance(mac, str):
             raise DeviceError(f"device {self.device.name!r}: interface {link.device_if!r} has no MAC")
-        v6 = link.device_v6 if self.stacks.get("ipv6") and self.readable(AF_INET6) else None
-        v4 = link.device_v4 if self.stacks.get("ipv4") and self.readable(AF_INET) else None
-        target = LinkTarget(harness_if=link.harness_if, device_mac=mac.lower(),
-                            device_v4=str(v4.ip) if v4 else None,
-                            device_v6=str(v6.ip) if v6 else None,
-                            v6_network=str(v6.network) if v6 else None)
+        target = link_target(link, mac, ipv4=bool(self.stacks.get("ipv4")) and self.readable(AF_INET),
+                             ipv6=bool(self.stacks.get("ipv6")) and self.readable(AF_INET6),
+                             device=self.device.name)
         seeds = address_plan(slot, self.entries_per_family, target)
-        return LinkUnderTest(link, slot, int(iface["index"]), target, seeds)
+        return LinkUnderTest(link, slot, int(iface["index"]), target, seeds,
+                             static=static_entries(slot, target))
 
     def close(self) -> None:
         """Remove what is still planted, stop the responder, release the lock, whatever fails
@@ -310,8 +317,7 @@ class DeviceUnderTest:
             present = sorted(wanted & {e.key for e in table})
             if not present:
                 return
-            lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
-            result = self.session.run("ip -batch -", stdin=lines.encode())
+            result = self._delete_linux(present, names)
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()
@@ -321,6 +327,17 @@ class DeviceUnderTest:
         raise DeviceError(f"device {self.device.name!r}: cleanup failed: {len(present)} planted entries "
                           f"still on the device after {CLEANUP_ROUNDS} rounds, e.g. "
                           f"{', '.join(a for _, _, a in present[:3])}")
+
+    def _delete_linux(self, present: list[Key], names: dict[int, str]):
+        """One command deletes them all: `ip -batch` (stops at its first failure), or where
+        `ip` is busybox's (no -batch, no `neigh del`) a loop that flushes each exact address,
+        stopping the same way."""
+        if self.fingerprint.get("ip") == "busybox":
+            lines = "".join(f"{'-4' if fam == AF_INET else '-6'} {addr} {names[ifx]}\n"
+                            for fam, ifx, addr in present)
+            return self.session.run(f"sh -c {shlex.quote(BUSYBOX_DELETE)}", stdin=lines.encode())
+        lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
+        return self.session.run("ip -batch -", stdin=lines.encode())
 
     def _name(self, ifindex: int) -> str:
         return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))
