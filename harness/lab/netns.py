@@ -106,6 +106,16 @@ def _pid_alive(pid: int | None, marker: str) -> bool:
     return marker in cmdline
 
 
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie (a daemonised sshd's parent is the host's init,
+    which may reap it late: waiting for /proc/<pid> to vanish cost 3 s per device)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 def _kill(pid: int, timeout: float = 3.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -113,7 +123,7 @@ def _kill(pid: int, timeout: float = 3.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        if _gone(pid):
             return
         time.sleep(0.02)
     try:
