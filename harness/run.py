@@ -51,6 +51,10 @@ def run_suite(args) -> int:
     devices = inventory.select(args.device)
     if args.entries is not None and not 1 <= args.entries <= MAX_ENTRIES:
         raise UsageError(f"--entries {args.entries}: use 1..{MAX_ENTRIES}")
+    if args.scale_entries is not None and not 0 <= args.scale_entries <= MAX_ENTRIES:
+        raise UsageError(f"--scale-entries {args.scale_entries}: use 0..{MAX_ENTRIES} (0: no scale cases)")
+    if args.settle is not None and not 0 <= args.settle <= 60:
+        raise UsageError(f"--settle {args.settle:g}: use 0..60 seconds (0: DURABLE not judged)")
     from harness.traffic.seeding import check_plans
     check_plans(devices, args.entries if args.entries is not None else DEFAULT_ENTRIES)
     if args.errata and not Path(args.errata).is_file():
@@ -71,6 +75,10 @@ def run_suite(args) -> int:
         argv += ["--device", name]
     if args.entries is not None:
         argv += ["--entries", str(args.entries)]
+    if args.scale_entries is not None:
+        argv += ["--scale-entries", str(args.scale_entries)]
+    if args.settle is not None:
+        argv += ["--settle", f"{args.settle:g}"]
     if args.errata:
         argv += ["--errata", args.errata]
     argv += _workers(args.workers, len(devices)) + passthrough

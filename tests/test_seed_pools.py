@@ -23,7 +23,7 @@ from harness.inventory import load_inventory
 from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
 from harness.traffic.responder import Responder, _LinkState
 from harness.traffic.seeding import (
-    LinkTarget, SeedEntry, address_plan, check_plan, check_plans, link_target, seed_pools, static_entries,
+    LinkTarget, SeedEntry, address_plan, check_plan, check_plans, link_target, seed_pools, static_plan,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,9 +65,9 @@ def test_the_default_plan_is_unchanged(slot, count):
     target = link()
     plan = address_plan(slot, count, target)
     assert (v4(plan), v6(plan)) == old_plan(slot, count, target)
-    assert static_entries(slot, target) == (
-        SeedEntry(AF_INET, "198.51.100.200", f"02:5e:{slot:02x}:ff:ff:ff"),
-        SeedEntry(AF_INET6, "2001:db8:ffff::200", f"02:5e:{slot:02x}:ff:ff:ff"))
+    assert static_plan(slot, target) == [
+        SeedEntry(AF_INET, str(ipaddress.IPv4Address("198.51.100.200") + slot), f"02:5e:ff:00:{slot:02x}:01"),
+        SeedEntry(AF_INET6, str(ipaddress.IPv6Address("2001:db8:ffff::200") + slot), f"02:5e:ff:00:{slot:02x}:02")]
 
 
 def test_the_default_pool_holds_the_largest_table():
@@ -85,7 +85,7 @@ def test_a_29_seeded_in_subnet_holds_three_and_says_so():
                   seed_v4=("198.18.231.0/29",))
     # .0 network, .1 harness, .2 device, .7 broadcast; .6 is the static entry
     assert v4(address_plan(0, 3, target)) == ["198.18.231.3", "198.18.231.4", "198.18.231.5"]
-    assert static_entries(0, target)[0].address == "198.18.231.6"
+    assert static_plan(0, target)[0].address == "198.18.231.6"
     assert seed_pools(0, target)[AF_INET].capacity == 3
     with pytest.raises(UsageError) as info:
         address_plan(0, 4, target)
@@ -101,7 +101,7 @@ def test_several_networks_are_used_in_order_and_the_static_is_the_last_free_addr
     target = link(seed_v4=("198.19.9.0/30", "10.9.0.0/29"))
     plan = address_plan(0, 6, target)
     assert v4(plan) == ["198.19.9.0", "198.19.9.1", "198.19.9.2", "198.19.9.3", "10.9.0.0", "10.9.0.1"]
-    assert static_entries(0, target)[0].address == "10.9.0.7"
+    assert static_plan(0, target)[0].address == "10.9.0.7"
     assert seed_pools(0, target)[AF_INET].capacity == 4 + 8 - 1
     assert seed_pools(0, target)[AF_INET].where == "off-subnet"
 
@@ -109,12 +109,12 @@ def test_several_networks_are_used_in_order_and_the_static_is_the_last_free_addr
 def test_link_local_and_long_prefix_ipv6_pools():
     ll = link(seed_v6=("fe80::/64",))
     assert v6(address_plan(2, 2, ll)) == ["fe80::5e02:0:0:1", "fe80::5e02:0:0:2"]
-    assert static_entries(2, ll)[1].address == "fe80::5e02:0:ffff:ffff"
+    assert static_plan(2, ll)[1].address == "fe80::5e02:0:ffff:ffff"
     assert seed_pools(2, ll)[AF_INET6].where == "link-local"
     # a /124 inside the link's /64: address by address, never the device's or the harness's
     small = link(device_v6="2001:db8:1::3", seed_v6=("2001:db8:1::/124",))
     assert v6(address_plan(0, 3, small)) == ["2001:db8:1::2", "2001:db8:1::4", "2001:db8:1::5"]
-    assert static_entries(0, small)[1].address == "2001:db8:1::f"
+    assert static_plan(0, small)[1].address == "2001:db8:1::f"
     assert seed_pools(0, small)[AF_INET6].capacity == 15 - 2 - 1  # not ::0, not .1/.3, not the static
 
 
@@ -131,10 +131,10 @@ def test_the_static_address_never_shadows_a_neighbor_in_the_subnet():
     # the link's subnet holds 198.51.100.200: the next documentation address is used
     target = link(device_v4="198.51.100.2", harness_v4="198.51.100.1", v4_network="198.51.100.0/24",
                   device_v6="2001:db8:ffff::2", harness_v6=None, v6_network="2001:db8:ffff::/64")
-    assert [e.address for e in static_entries(0, target)] == ["203.0.113.200", "3fff:ffff:ffff::200"]
+    assert [e.address for e in static_plan(0, target)] == ["203.0.113.200", "3fff:ffff:ffff::200"]
 
 
-def test_seeds_never_take_the_links_addresses_or_its_static_entries():
+def test_seeds_never_take_the_links_addresses_or_its_static_plan():
     """Random links and pools: every plan is `count` distinct addresses from the pool, none of
     them the device's, the harness's, the subnet's network or broadcast address, or a static
     entry; the static entries do not move with the count."""
@@ -154,8 +154,8 @@ def test_seeds_never_take_the_links_addresses_or_its_static_entries():
         count = min(p.capacity for p in pools.values())
         count = rng.randint(0, min(count, 300))
         plan = address_plan(0, count, target)
-        statics = {e.address for e in static_entries(0, target)}
-        assert statics == {e.address for e in static_entries(0, target)}  # cached or not: the same
+        statics = {e.address for e in static_plan(0, target)}
+        assert statics == {e.address for e in static_plan(0, target)}  # cached or not: the same
         forbidden = {str(dev), str(har), str(subnet.network_address), str(subnet.broadcast_address),
                      str(net6.network_address), target.device_v6, target.harness_v6} | statics
         for family in (AF_INET, AF_INET6):

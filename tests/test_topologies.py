@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.device.protocol import parse_neighbor
+from harness.contract.protocol import parse_neighbor
 from harness.hostlock import host_lock
 from harness.inventory import load_inventory
 from harness.lab.netns import HOST_SYSCTLS, Lab, _sysctl_path, bystander_netns
 from harness.traffic.responder import Responder
-from harness.traffic.seeding import Seeder, address_plan, link_target, missing_seeds, static_entries
+from harness.traffic.seeding import Seeder, address_plan, link_target, missing_seeds, static_plan
 
 REPO = Path(__file__).resolve().parent.parent
 NEIGHCHECK = REPO / ".venv" / "bin" / "neighcheck"
@@ -208,7 +208,7 @@ def test_the_suite_judges_right_on_odd_names_a_29_a_bare_harness_end_bystanders_
     shared = topo.device("T-shared")
     target = topo.target("T-shared")
     seeds = address_plan(0, ENTRIES, target)
-    planted = {e.address for e in seeds} | {e.address for e in static_entries(0, target)}
+    planted = {e.address for e in seeds} | {e.address for e in static_plan(0, target)}
     bystanders = [bystander_netns(shared, 0, k) for k in (1, 2)]
     before = {ns: table(ns) for ns in bystanders}
     # Bystanders that keep resolving seeded addresses through the run (a monitoring host, a

@@ -49,9 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if not low <= value <= high:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be {low}..{high}, got {value}")
-    for option in ("lock_wait", "settle"):
-        if not config.getoption(option) >= 0:
-            raise pytest.UsageError(f"--{option.replace('_', '-')} must be >= 0")
+    for option, high in (("lock_wait", 3600), ("settle", 60)):  # seconds; NaN fails too
+        if not 0 <= config.getoption(option) <= high:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} must be 0..{high} seconds")
 
 
 def activate(config: pytest.Config) -> None:
@@ -82,5 +82,7 @@ def dut(request):
 
 @pytest.fixture
 def case(request):
-    """The case's record, timings, evidence and verdict."""
-    return conformance_run(request.config).case_for(request.node)
+    """The case's record, timings, evidence and verdict; after it, what it planted is cleaned up."""
+    case = conformance_run(request.config).case_for(request.node)
+    yield case
+    case.cleanup()

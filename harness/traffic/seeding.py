@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.contract.clauses import AF_INET, AF_INET6
-from harness.device.protocol import NOT_LANDED_STATES, Key, Neighbor
+from harness.contract.protocol import NOT_LANDED_STATES, Key, Neighbor
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
 from harness.inventory import Device, TestLink
 from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
@@ -49,10 +49,11 @@ _IID_LAST = 2 ** 32 - 1
 _V6_FALLBACK = ipaddress.IPv6Network("2001:db8:5e00::/48")
 _MAX_SLOT = 0xFF           # one MAC byte
 _MAX_COUNT = 0xFFFFFF      # three MAC bytes
-# Static entries (agent `add`), one per family per link. A link with its own pool gets the
-# pool's last free address (never a seed, and the same whatever --entries is). Otherwise the
-# first of these documentation addresses that is neither one of the link's addresses nor
-# inside its subnet (a static entry must never shadow a real neighbor).
+# Static (permanent) entries the cases keep on every test link, one per family (static_plan).
+# A link with its own pool gets the pool's last free address (never a seed, and the same
+# whatever --entries is). Otherwise the first of these documentation addresses, plus the link
+# slot, that is neither one of the link's addresses nor inside its subnet (a static entry must
+# never shadow a real neighbor); outside the default pools either way.
 STATIC_V4 = ("198.51.100.200", "203.0.113.200", "192.0.2.200")
 STATIC_V6 = ("2001:db8:ffff::200", "3fff:ffff:ffff::200")
 
@@ -216,12 +217,12 @@ def seed_pools(slot: int, link: LinkTarget, *,
     return pools
 
 
-def static_entries(slot: int, link: LinkTarget) -> tuple[SeedEntry, ...]:
-    """The link's static entries, one per family it plans: addresses no seed ever takes
-    (see STATIC_V4), MAC 02:5e:SS:ff:ff:ff (no seed index reaches ff:ff:ff)."""
-    mac = bytes((0x02, 0x5E, slot, 0xFF, 0xFF, 0xFF)).hex(":")
-    return tuple(SeedEntry(family, pool.static_text, mac)
-                 for family, pool in seed_pools(slot, link).items())
+def static_plan(slot: int, link: LinkTarget) -> list[SeedEntry]:
+    """The static entries of link slot `slot`, one per family the link seeds (see STATIC_V4):
+    addresses no seed takes; MACs 02:5e:ff:00:SS:0F (F: 1 for IPv4, 2 for IPv6), never a
+    seed's (a seed's slot byte would be ff only on a device's 256th link)."""
+    return [SeedEntry(family, pool.static_text, f"02:5e:ff:00:{slot:02x}:{1 if family == AF_INET else 2:02x}")
+            for family, pool in seed_pools(slot, link).items()]
 
 
 def check_plan(slot: int, count: int, link: LinkTarget, *,
@@ -309,7 +310,7 @@ def _v4_pool(slot: int, link: LinkTarget, v4_pool: str) -> Pool:
                          f"it a seed_v4 of its own (or seed_from = \"subnet\")")
     first = int(pool.network_address) + slot * block
     text = f"{ipaddress.IPv4Network((first, 32 - (block.bit_length() - 1)))} (block {slot} of {pool})"
-    static = _documentation_static(STATIC_V4, ipaddress.IPv4Address, reserved, subnet, link)
+    static = _documentation_static(STATIC_V4, ipaddress.IPv4Address, reserved, subnet, link, slot)
     return Pool(AF_INET, text, _where([pool], subnet), ((first, first + block - 1),),
                 frozenset(reserved), static)
 
@@ -347,7 +348,7 @@ def _v6_pool(slot: int, link: LinkTarget) -> Pool:
     else:
         prefix = int(_V6_FALLBACK.network_address) | slot << 64
     net64 = ipaddress.IPv6Network((prefix, 64))
-    static = _documentation_static(STATIC_V6, ipaddress.IPv6Address, reserved, subnet, link)
+    static = _documentation_static(STATIC_V6, ipaddress.IPv6Address, reserved, subnet, link, slot)
     return Pool(AF_INET6, f"{net64} (interface IDs 5e{slot:02x}:0:*)", _where([net64], subnet),
                 ((prefix | iid | 1, prefix | iid | _IID_LAST),), frozenset(reserved), static)
 
@@ -363,9 +364,9 @@ def _last_free(ranges: tuple[tuple[int, int], ...], reserved: set[int], link: Li
 
 
 def _documentation_static(candidates: tuple[str, ...], kind: type, reserved: set[int], subnet,
-                          link: LinkTarget) -> int:
+                          link: LinkTarget, slot: int) -> int:
     for text in candidates:
-        address = kind(text)
+        address = kind(text) + slot
         if int(address) not in reserved and (subnet is None or address not in subnet):
             return int(address)
     key = "seed_v4" if kind is ipaddress.IPv4Address else "seed_v6"
