@@ -134,7 +134,7 @@ def test_the_static_address_never_shadows_a_neighbor_in_the_subnet():
     assert [e.address for e in static_plan(0, target)] == ["203.0.113.200", "3fff:ffff:ffff::200"]
 
 
-def test_seeds_never_take_the_links_addresses_or_its_static_plan():
+def test_seeds_never_take_the_links_addresses_or_its_static_entries():
     """Random links and pools: every plan is `count` distinct addresses from the pool, none of
     them the device's, the harness's, the subnet's network or broadcast address, or a static
     entry; the static entries do not move with the count."""
