@@ -18,6 +18,7 @@ from harness.contract.clauses import FAMILY_NAMES, MAX_ENTRIES, STACK_NAME, STAC
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
+from harness.device import become
 from harness.device.agent import Agent, make_agent
 from harness.device.dialect import dialect_for
 from harness.device.lock import DeviceLock
@@ -108,7 +109,9 @@ class DeviceUnderTest:
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
-        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait)
+        become.check(self.device, self.session)  # before the lock, which needs root too
+        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait,
+                               become.become_words(self.device))
         self.lock.acquire()
         self.agent = make_agent(self.device, self.session, self.inventory)
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
@@ -405,9 +408,10 @@ class DeviceUnderTest:
         if self.fingerprint.get("ip") == "busybox":
             lines = "".join(f"{'-4' if fam == AF_INET else '-6'} {addr} {names[ifx]}\n"
                             for fam, ifx, addr in present)
-            return self.session.run(f"sh -c {shlex.quote(BUSYBOX_DELETE)}", stdin=lines.encode())
+            return self.session.run(become.as_admin(self.device, f"sh -c {shlex.quote(BUSYBOX_DELETE)}"),
+                                    stdin=lines.encode())
         lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
-        return self.session.run("ip -batch -", stdin=lines.encode())
+        return self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
 
     def _name(self, ifindex: int) -> str:
         return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))
