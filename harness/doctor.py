@@ -107,7 +107,8 @@ def _userland(check: Check, device: Device, session: SshSession, info: dict) -> 
     if dialect_for(device).name != "posix":
         return
     result = session.run("command -v flock >/dev/null 2>&1 && echo flock || echo none", timeout=10)
-    if result.stdout.decode(errors="replace").strip() != "flock":
+    said = result.stdout.decode(errors="replace").split()  # a login banner may come first
+    if not said or said[-1] != "flock":
         check.problem(NO_FLOCK)
     if device.os != "linux" or device.agent.command:
         return  # a vendor agent brings its own tools

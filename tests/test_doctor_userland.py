@@ -54,6 +54,8 @@ def device(tmp_path: Path, os_name: str = "linux", agent: str = ""):
 
 @pytest.mark.parametrize("flock, ip, problems, userland", [
     ("flock", "iproute2", [], None),
+    ("Welcome to dut. Authorized use only.\nflock\n", "iproute2", [], None),  # a login banner first
+    ("Welcome to dut.\nnone\n", "iproute2", [NO_FLOCK], None),
     ("flock", "busybox", [], IP_FLAVOURS["busybox"]),
     ("none", "busybox", [NO_FLOCK], IP_FLAVOURS["busybox"]),
     ("", "missing", [NO_FLOCK, NO_IP], None),
