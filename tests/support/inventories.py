@@ -72,6 +72,16 @@ def lab_edit(*edits: tuple[str, str]) -> str:
     return LAB_TOP + DUT + edit(LAB_DEVICE, *edits)
 
 
+def seed(line: str) -> str:
+    """The good inventory with one more key in dut-a's first link."""
+    return edit(GOOD, ('harness_v6 = "2001:db8:1::1/64"\n', f'harness_v6 = "2001:db8:1::1/64"\n{line}\n'))
+
+
+def lab_shape(line: str) -> str:
+    """The good inventory with one more key in lab-b's [device.lab]."""
+    return lab_edit(('mgmt_harness_addr = "198.18.250.1/24"\n', f'mgmt_harness_addr = "198.18.250.1/24"\n{line}\n'))
+
+
 def write_fixture_files(directory: Path) -> None:
     (directory / "id_test").write_text("not a real key: only its existence is checked\n")
     (directory / "known_hosts").write_text("")
