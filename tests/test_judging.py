@@ -600,3 +600,21 @@ def test_settle_waits_out_the_rest_of_the_window_from_the_last_call():
     steps.settle(case, t0 - 1.0)  # the window is over: no wait
     assert time.perf_counter() - t0 < 0.05
     assert set(case.record.timings) == {"settle"}
+
+
+@pytest.mark.parametrize("raw", [1 << 32, (1 << 32) + 0xC000000D, (1 << 32) + 87, -(1 << 31) - 1, -(1 << 63)])
+def test_a_number_outside_32_bits_is_no_status_code(raw):
+    """Masked to 32 bits, 2**32 would read as SUCCESS and 2**32 + 0xC000000D as
+    INVALID_PARAMETER: an agent printing such a number must not pass a status check."""
+    for space in ("ntstatus", "win32", None):
+        assert normalise(raw, space) is Outcome.OTHER
+        assert code_name(raw, space) == ""
+    assert describe(raw) == f"{raw} (not a 32-bit status code)"
+    j = Judgement()
+    expect_status(j, StatusReply(raw, "ntstatus"), Outcome.SUCCESS, "RET-SUCCESS")
+    assert j.failures == {"RET-SUCCESS": f"expected SUCCESS, got OTHER ({raw} (not a 32-bit status code))"}
+
+
+def test_the_32_bit_edges_are_codes():
+    assert describe(-(1 << 31)) == "0x80000000 (2147483648) unknown code"
+    assert describe((1 << 32) - 1) == "0xFFFFFFFF (4294967295) unknown code"
