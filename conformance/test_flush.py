@@ -172,28 +172,33 @@ def _durable_phases(dut) -> list[list[tuple[int, int]]]:
 def test_durable(case, dut, planted, device_name):
     """What the calls did still holds after the settle window (--settle): removed entries stay
     removed (no daemon re-adds them), and a call that failed still changed nothing (no flush
-    after an error reply)."""
+    after an error reply). Judged against what the calls had to do (judge_durable), so a late
+    effect that lands before the harness's own read is caught too."""
     if case.settle <= 0:
         case.not_applicable("the settle window is 0 (--settle 0): durable effects are not judged")
     require_planted(Scope(AF_UNSPEC, 0), planted.judged, dut.unplanted)
     total, record = None, []
     for n, phase in enumerate(_durable_phases(dut)):
         current = planted if n == 0 else case.plant(dut)
-        before = index(current.before)
+        flushed = []  # the scopes of the calls that succeeded: what they had to remove
         for family, ifindex in phase:
             with case.timing("flush"):
                 reply = dut.agent.flush(family, ifindex)
+            if reply.outcome is Outcome.SUCCESS:
+                flushed.append(Scope(family, ifindex))
             record.append({"family": family, "ifindex": ifindex, "status": describe(reply.raw, reply.space)})
         last_call = time.perf_counter()
         after = snapshot(case, dut, f"after_phase{n + 1}")
-        removed = [k for k in current.entries if k in before and k not in after]
-        kept = {k: e.lladdr or "" for k, e in after.items()
-                if k in current.entries or k in current.static or e.state in ("permanent", "noarp")}
         settle(case, last_call)
         settled = snapshot(case, dut, f"settled_phase{n + 1}")
-        j = judge_durable(settled, removed, kept, after)
-        j.diff["phase"] = n + 1
-        total = j if total is None else total.merge(j)
+        j = judge_durable(index(current.before), after, settled, current.judged, flushed)
+        for key, entries in j.diff.items():  # every phase's entries in one diff, each with its phase
+            j.diff[key] = [{**e, "phase": n + 1} for e in entries]
+        if total is None:
+            total = j
+        else:
+            total.diff = {k: total.diff.get(k, []) + v for k, v in j.diff.items()}
+            total.merge(j)
     case.evidence["calls"] = record
     case.conclude(total)
 

@@ -21,7 +21,7 @@ import pytest
 from conformance import steps
 from harness.contract.clauses import AF_INET, AF_INET6, AF_UNSPEC
 from harness.contract.judging import (SHOWN, Judgement, Planted, Scope, Unjudgeable, expect_status, index,
-                                      judge_flush, judge_unchanged, protected, removed_by_state,
+                                      judge_durable, judge_flush, judge_unchanged, protected, removed_by_state,
                                       require_planted, show, unplanted_changes)
 from harness.contract.status import STATUS_TABLE, Outcome, code_name, describe, normalise, space_of
 from harness.device.protocol import Neighbor, StatusReply
@@ -301,6 +301,92 @@ def test_judge_unchanged_quotes_what_was_removed_from_before():
     # a seeded entry missing from `before` too is still quoted (a stand-in built from the plan)
     j = judge_unchanged({}, {}, Planted({WORLD["s4@IF1"].key: "02:5e:00:00:00:01"}))
     assert "198.19.1.1@3" in j.failures["NOCHANGE-ON-ERROR"]
+
+
+# --------------------------------------------------------------------------- judge_durable
+
+def flushed_ideal(*scopes: Scope) -> dict:
+    table = world()
+    for scope in scopes:
+        table = {k: e for k, e in table.items() if k in ideal(scope)}
+    return table
+
+
+# (the scopes that succeeded, the table right after the calls, the settled table; the phrase
+# of the DURABLE reason, or None: it holds)
+DURABLE = [
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)), flushed_ideal(Scope(AF_INET, IF1)),
+                 None, id="holds"),
+    pytest.param([Scope(AF_INET, IF1), Scope(AF_INET6, IF2), Scope(AF_UNSPEC, IF1)],
+                 flushed_ideal(Scope(AF_UNSPEC, IF1), Scope(AF_INET6, IF2)),
+                 flushed_ideal(Scope(AF_UNSPEC, IF1), Scope(AF_INET6, IF2)), None, id="holds-three-calls"),
+    pytest.param([], world(), world(), None, id="holds-a-failed-call"),
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)),
+                 without(flushed_ideal(Scope(AF_INET, IF1)), "u4@MGMT"), None, id="holds-unplanted-gone"),
+    # in a flushed scope, what the call did to static and protected entries must hold
+    pytest.param([Scope(AF_UNSPEC, IF1)], without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"),
+                 without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"), None, id="holds-static-removed-in-scope"),
+    pytest.param([Scope(AF_UNSPEC, IF1)], without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"),
+                 flushed_ideal(Scope(AF_UNSPEC, IF1)), None, id="holds-static-re-added-in-scope"),
+    pytest.param([Scope(AF_UNSPEC, IF1)], flushed_ideal(Scope(AF_UNSPEC, IF1)),
+                 without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"),
+                 "1 entries that had to stay were removed after the settle window (198.51.100.200@3)",
+                 id="static-kept-in-scope-then-removed"),
+    # a daemon re-adds what the flush removed
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)), world(),
+                 "1 entries the flush removed were back after the settle window (198.19.1.1@3)", id="re-added"),
+    # ... quicker than the harness's read right after the calls: still DURABLE
+    pytest.param([Scope(AF_INET, IF1)], world(), world(),
+                 "1 seeded entries in the scope of a successful flush were there after the settle window, "
+                 "as right after the calls (198.19.1.1@3)", id="re-added-before-the-read"),
+    # a failed call (or the invalid family) flushes later
+    pytest.param([], world(), flushed_ideal(Scope(AF_UNSPEC, 0)),
+                 "4 entries that had to stay were removed after the settle window", id="flushed-after-an-error"),
+    pytest.param([], flushed_ideal(Scope(AF_UNSPEC, 0)), flushed_ideal(Scope(AF_UNSPEC, 0)),
+                 "4 entries that had to stay were removed after the settle window, as right after the calls",
+                 id="flushed-after-an-error-before-the-read"),
+    pytest.param([Scope(24, 0)], world(), flushed_ideal(Scope(AF_UNSPEC, 0)), "were removed after the settle",
+                 id="invalid-family-that-succeeded-flushed-later"),
+    # out of the flushed scopes: other link-layer address, unusable, protected entries
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)),
+                 changed(flushed_ideal(Scope(AF_INET, IF1)), "s4@IF2", lladdr="02:5e:01:00:00:99"),
+                 "1 entries that had to stay were given another link-layer address after the settle window",
+                 id="seeded-lladdr-changed-later"),
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)),
+                 changed(flushed_ideal(Scope(AF_INET, IF1)), "t6@IF2", state="incomplete"),
+                 "were made unusable after the settle window (2001:db8:ffff::201@4 (incomplete))",
+                 id="static-moved-to-incomplete-later"),
+    pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)),
+                 without(flushed_ideal(Scope(AF_INET, IF1)), "p4@IF2", "p6@IF1"),
+                 "2 entries that had to stay were removed after the settle window", id="protected-removed-later"),
+    pytest.param([Scope(AF_INET, IF1)], without(flushed_ideal(Scope(AF_INET, IF1)), "s4@IF2"),
+                 without(flushed_ideal(Scope(AF_INET, IF1)), "s4@IF2"),
+                 "1 entries that had to stay were removed after the settle window, as right after the calls",
+                 id="collateral-since-the-calls"),
+]
+
+
+@pytest.mark.parametrize("flushed,after,settled,phrase", DURABLE)
+def test_judge_durable(flushed, after, settled, phrase):
+    j = judge_durable(world(), after, settled, planted_world(), flushed)
+    if phrase is None:
+        assert j.passed, j.reason
+        assert not any(j.diff.values())
+    else:
+        assert set(j.failures) == {"DURABLE"}
+        assert phrase in j.failures["DURABLE"], j.reason
+        assert any(j.diff.values())
+
+
+def test_judge_durable_diff_names_each_kind():
+    scope = Scope(AF_INET, IF1)
+    settled = changed(with_(without(flushed_ideal(scope), "s6@IF2"), "s4@IF1"), "s4@IF2", state="failed")
+    after = without(flushed_ideal(scope), "s6@IF2")
+    j = judge_durable(world(), after, settled, planted_world(), [scope])
+    assert [e["address"] for e in j.diff["back_after_settle"]] == ["198.19.1.1"]
+    assert [e["address"] for e in j.diff["lost_after_settle"]] == ["198.19.2.1"]
+    assert [e["address"] for e in j.diff["lost_since_the_calls"]] == ["2001:db8:2::a"]
+    assert j.diff["never_removed"] == []
 
 
 # --------------------------------------------------------------------------- expect_status
