@@ -211,6 +211,13 @@ COLLATERAL = [
                  {"NO-COLLATERAL"}, "made unusable (198.19.1.1@3 (failed))", id="seeded-moved-to-failed"),
     pytest.param(Scope(AF_INET, IF2), lambda t: changed(t, "s6@IF1", state="unreachable"),
                  {"NO-COLLATERAL"}, "made unusable", id="seeded-moved-to-unreachable"),
+    # as Linux shows them: a failed or incomplete entry has no link-layer address
+    pytest.param(Scope(AF_INET, IF2), lambda t: changed(t, "s4@IF1", state="failed", lladdr=None),
+                 {"NO-COLLATERAL"}, "1 entries outside the scope were made unusable (198.19.1.1@3 (failed))",
+                 id="seeded-moved-to-failed-without-lladdr"),
+    pytest.param(Scope(AF_INET, IF1), lambda t: changed(t, "t6@IF2", state="incomplete", lladdr=None),
+                 {"NO-COLLATERAL"}, "were made unusable (2001:db8:ffff::201@4 (incomplete))",
+                 id="static-moved-to-incomplete-without-lladdr"),
     # static entries outside the scope
     pytest.param(Scope(AF_INET, IF1), lambda t: without(t, "t4@IF2"), {"IF-ONE", "NO-COLLATERAL"},
                  "198.51.100.201@4", id="static-other-interface-removed"),

@@ -102,10 +102,10 @@ def _survivor_problem(now: Neighbor | None, lladdr: str) -> str | None:
     """Why an entry that had to survive did not: gone, another lladdr, or made unusable."""
     if now is None:
         return "removed"
+    if now.state in NOT_LANDED_STATES:  # first: Linux drops the lladdr of a failed/incomplete entry
+        return f"moved to {now.state}"
     if (now.lladdr or "") != lladdr:
         return "changed link-layer address"
-    if now.state in NOT_LANDED_STATES:
-        return f"moved to {now.state}"
     return None
 
 
