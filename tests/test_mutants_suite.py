@@ -183,6 +183,8 @@ CATCHES = [
           {"test_durable[linux-a]": {"DURABLE"}, "test_durable[linux-b]": {"DURABLE"}},
           said={"test_durable[linux-a]": ("had to stay were removed",),
                 "test_durable[linux-b]": ("had to stay were removed",)}),
+    Catch("error_then_flush", (A, B), "test_durable",
+          {"test_durable[linux-a]": {"DURABLE"}, "test_durable[linux-b]": {"DURABLE"}}, env=("NCK_MUTANT_DELAY=0",)),
     # (2) collateral on every entry
     Catch("static_removed", (A,), "test_flush_scope and AF_INET-eth1",
           {"test_flush_scope[linux-a-AF_INET-eth1]": {"NO-COLLATERAL", "IF-ONE", "FAM-INET"}},
