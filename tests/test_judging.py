@@ -46,8 +46,11 @@ WORLD = {
     "t4@IF2": entry("198.51.100.201", IF2, "02:5e:ff:00:01:01", "permanent"),
     "t6@IF2": entry("2001:db8:ffff::201", IF2, "02:5e:ff:00:01:02", "permanent"),
     "p4@IF2": entry("198.18.2.250", IF2, "02:00:00:aa:00:01", "permanent"),
-    "p6@IF1": entry("ff02::16", IF1, "33:33:00:00:00:16", "noarp"),
+    "p6@IF1": entry("2001:db8:1::250", IF1, "02:00:00:aa:00:02", "noarp"),
     "u4@MGMT": entry("198.18.200.1", MGMT, "02:00:00:00:00:fe", "reachable"),
+    # the kernel's multicast entries: NOARP, made by live traffic, garbage-collected when unused
+    "u6@IF2": entry("ff02::16", IF2, "33:33:00:00:00:16", "noarp"),
+    "u4@IF1": entry("224.0.0.22", IF1, "01:00:5e:00:00:16", "noarp"),
 }
 SEEDED = [n for n in WORLD if n[0] == "s"]
 STATIC = [n for n in WORLD if n[0] == "t"]
@@ -149,9 +152,14 @@ def test_show_quotes_a_few_entries_and_marks_unusable_states():
 
 def test_protected_is_what_the_harness_did_not_plant_in_permanent_or_noarp_state():
     got = protected(world(), planted_world())
-    assert got == {WORLD["p4@IF2"].key: "02:00:00:aa:00:01", WORLD["p6@IF1"].key: "33:33:00:00:00:16"}
-    # neither the statics (planted, permanent) nor the unplanted SSH peer (reachable)
+    assert got == {WORLD["p4@IF2"].key: "02:00:00:aa:00:01", WORLD["p6@IF1"].key: "02:00:00:aa:00:02"}
+    # neither the statics (planted, permanent) nor the unplanted SSH peer (reachable), nor the
+    # kernel's multicast NOARP entries (live traffic makes them; the kernel garbage-collects them)
     assert WORLD["t4@IF1"].key not in got and WORLD["u4@MGMT"].key not in got
+    assert WORLD["u6@IF2"].key not in got and WORLD["u4@IF1"].key not in got
+    # an address the agent printed in a form that is no IP address is not excused
+    odd = entry("not-an-address", IF2, "02:00:00:aa:00:03", "permanent")
+    assert protected(index([odd]), Planted({})) == {odd.key: "02:00:00:aa:00:03"}
     # a protected entry without a link-layer address is compared as ""
     bare = entry("198.18.2.251", IF2, None, "noarp")
     assert protected(index([bare]), Planted({})) == {bare.key: ""}
@@ -231,7 +239,7 @@ COLLATERAL = [
     pytest.param(Scope(AF_INET, IF1), lambda t: without(t, "p4@IF2"), {"IF-ONE", "NO-COLLATERAL"},
                  "198.18.2.250@4", id="protected-permanent-removed"),
     pytest.param(Scope(AF_INET, 0), lambda t: without(t, "p6@IF1"), {"FAM-INET", "NO-COLLATERAL"},
-                 "ff02::16@3", id="protected-noarp-removed"),
+                 "2001:db8:1::250@3", id="protected-noarp-removed"),
     pytest.param(Scope(AF_INET6, IF1), lambda t: changed(t, "p4@IF2", lladdr="02:00:00:aa:00:99"),
                  {"NO-COLLATERAL"}, "changed link-layer address", id="protected-lladdr-changed"),
     pytest.param(Scope(AF_INET6, IF2), lambda t: changed(t, "p6@IF1", state="failed"),
@@ -254,6 +262,8 @@ def test_judge_flush_fails_collateral(scope, break_, clauses, phrase):
     (Scope(AF_INET6, IF1), lambda t: without(t, "p6@IF1")),
     (Scope(AF_INET, IF1), lambda t: without(t, "u4@MGMT")),  # the SSH peer: re-learned any time
     (Scope(AF_INET, IF1), lambda t: changed(t, "u4@MGMT", state="failed")),
+    (Scope(AF_INET, IF1), lambda t: without(t, "u6@IF2", "u4@IF1")),  # multicast: live traffic's
+    (Scope(AF_INET6, IF1), lambda t: changed(t, "u4@IF1", state="failed")),
     (Scope(AF_INET, IF1), lambda t: changed(t, "s4@IF2", state="reachable")),  # still usable
     (Scope(AF_INET, IF1), lambda t: changed(t, "s6@IF1", state="probe")),
     (Scope(AF_INET, IF1), lambda t: changed(t, "p4@IF2", state="noarp")),
@@ -295,7 +305,8 @@ def test_judge_unchanged_fails_any_change_to_a_judged_entry(name, how, phrase):
     lambda t: without(t, "u4@MGMT"),
     lambda t: changed(t, "s4@IF1", state="reachable"),
     lambda t: changed(t, "p4@IF2", state="noarp"),
-], ids=["identical", "unplanted-removed", "seeded-still-usable", "protected-still-usable"])
+    lambda t: without(t, "u6@IF2", "u4@IF1"),
+], ids=["identical", "unplanted-removed", "seeded-still-usable", "protected-still-usable", "multicast-removed"])
 def test_judge_unchanged_passes_an_unchanged_table(after):
     j = judge_unchanged(world(), after(world()), planted_world())
     assert j.passed, j.reason
@@ -329,7 +340,8 @@ DURABLE = [
                  flushed_ideal(Scope(AF_UNSPEC, IF1), Scope(AF_INET6, IF2)), None, id="holds-three-calls"),
     pytest.param([], world(), world(), None, id="holds-a-failed-call"),
     pytest.param([Scope(AF_INET, IF1)], flushed_ideal(Scope(AF_INET, IF1)),
-                 without(flushed_ideal(Scope(AF_INET, IF1)), "u4@MGMT"), None, id="holds-unplanted-gone"),
+                 without(flushed_ideal(Scope(AF_INET, IF1)), "u4@MGMT", "u6@IF2", "u4@IF1"), None,
+                 id="holds-unplanted-gone"),
     # in a flushed scope, what the call did to static and protected entries must hold
     pytest.param([Scope(AF_UNSPEC, IF1)], without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"),
                  without(flushed_ideal(Scope(AF_UNSPEC, IF1)), "t4@IF1"), None, id="holds-static-removed-in-scope"),

@@ -8,7 +8,9 @@ holds one table-driven test per rule). Every entry the judge looks at is one of:
 - static: planted with the agent's `add` (permanent). Out of scope: the same as seeded. In
   scope: the reference is silent (OBS-PERMANENT): recorded, never judged.
 - protected: entries the harness did not plant, in states live traffic cannot recreate
-  (permanent, noarp). Out of scope: they must survive. In scope: recorded.
+  (permanent, noarp), for a unicast address. Out of scope: they must survive. In scope: recorded.
+  (The kernel makes a NOARP entry for every multicast address it sends to, and garbage-collects
+  it when unused: those are live traffic's, below.)
 - anything else the harness did not plant (the SSH peer, multicast entries) may be re-learned
   by live traffic at any time: changes are reported, never judged.
 A call that fails must change none of the seeded, static or protected entries.
@@ -16,6 +18,7 @@ A call that fails must change none of the seeded, static or protected entries.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -95,7 +98,15 @@ def show(entries: list[Neighbor]) -> str:
 def protected(before: Table, planted: Planted) -> dict[Key, str]:
     """Entries the harness did not plant whose state live traffic cannot recreate."""
     return {k: (e.lladdr or "") for k, e in before.items()
-            if e.state in PROTECTED_STATES and k not in planted.seeded and k not in planted.static}
+            if e.state in PROTECTED_STATES and k not in planted.seeded and k not in planted.static
+            and not _multicast(k[2])}
+
+
+def _multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_multicast
+    except ValueError:
+        return False  # kept as the agent printed it: not ours to excuse
 
 
 def _survivor_problem(now: Neighbor | None, lladdr: str) -> str | None:

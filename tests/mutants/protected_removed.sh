@@ -1,9 +1,9 @@
 #!/bin/sh
 # Mutant agent: protected_removed.
 # Bug: a successful flush also deletes the PERMANENT and NOARP entries outside its scope that
-# the harness did not plant (link-layer address not 02:5e:...): an operator's static entries,
-# the kernel's multicast entries. The harness's own static entries are spared, so only the
-# judge's protected-entry rule can see it. Reports SUCCESS.
+# the harness did not plant (link-layer address not 02:5e:...): an operator's static entries
+# (and the kernel's multicast ones, which the judge leaves to live traffic). The harness's own
+# static entries are spared, so only the judge's protected-entry rule can see it. Reports SUCCESS.
 # Should break: NO-COLLATERAL (and IF-ONE / FAM-INET / FAM-INET6 for the scope asked).
 # Every other verb passes through to the real shim unchanged.
 SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
