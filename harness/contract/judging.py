@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from harness.contract.clauses import AF_INET, AF_INET6, AF_UNSPEC, FAMILY_CLAUSE, family_name
-from harness.contract.status import Outcome
-from harness.device.protocol import NOT_LANDED_STATES, Key, Neighbor
+from harness.contract.status import Outcome, describe
+from harness.contract.protocol import NOT_LANDED_STATES, Key, Neighbor
 from harness.errors import NeighcheckError
 
 SHOWN = 5  # entries quoted in a reason; the evidence file has all of them
@@ -274,7 +274,6 @@ def judge_durable(before: Table, after: Table, settled: Table, planted: Planted,
 
 def expect_status(j: Judgement, reply, expected: Outcome, clause: str) -> None:
     """The call's outcome must be `expected`; the reason quotes the raw status."""
-    from harness.contract.status import describe
     if reply.outcome is not expected:
         got = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
         j.fail(clause, f"expected {expected.value}, got {reply.outcome.value} ({got})")

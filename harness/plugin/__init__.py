@@ -48,9 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if not low <= value <= high:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be {low}..{high}, got {value}")
-    for option in ("lock_wait", "settle"):
-        if not config.getoption(option) >= 0:
-            raise pytest.UsageError(f"--{option.replace('_', '-')} must be >= 0")
+    for option, high in (("lock_wait", 3600), ("settle", 60)):  # seconds; NaN fails too
+        if not 0 <= config.getoption(option) <= high:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} must be 0..{high} seconds")
 
 
 def activate(config: pytest.Config) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.contract.clauses import AF_INET, AF_INET6
-from harness.device.protocol import NOT_LANDED_STATES, Key, Neighbor
+from harness.contract.protocol import NOT_LANDED_STATES, Key, Neighbor
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
 from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
 from harness.waits import poll_until
