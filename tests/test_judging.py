@@ -24,7 +24,7 @@ from harness.contract.judging import (SHOWN, Judgement, Planted, Scope, Unjudgea
                                       judge_durable, judge_flush, judge_unchanged, protected, removed_by_state,
                                       require_planted, show, unplanted_changes)
 from harness.contract.status import STATUS_TABLE, Outcome, code_name, describe, normalise, space_of
-from harness.device.protocol import Neighbor, StatusReply
+from harness.contract.protocol import Neighbor, StatusReply
 
 MGMT, IF1, IF2 = 2, 3, 4
 FAMILY_OF = {"4": AF_INET, "6": AF_INET6}
