@@ -22,7 +22,7 @@ from harness.inventory import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-from tests.support.inventories import (DUT, DUT_AGENT, DUT_CAPS, DUT_HEAD, DUT_LINK, DUT_SSH, DUT_UNPRIV,  # noqa: E402
+from tests.support.inventories import (DUT, DUT_CAPS, DUT_LINK, DUT_SSH,  # noqa: E402
                                       GOOD, LAB_DEVICE, LAB_TOP, A, B, edit, lab_edit, lab_shape, seed,
                                       write_fixture_files)
 

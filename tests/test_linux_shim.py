@@ -28,7 +28,7 @@ import pytest
 
 from tests.support import SHIM
 from tests.support.netns import TIMEOUT, ip_json, links_by_name, run
-from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER,
+from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, NOBODY, changes, env_with,
                                    KEPT_BY_FLUSH, NOT_FOUND, NOT_SUPPORTED, SUCCESS, UNSUCCESSFUL, Key,
                                    Row, Seed, ShimLab, assert_flush_effect, assert_unchanged,
                                    flush_removes, kernel_table, shim, shim_argv, shim_run, standard_seeds)
@@ -37,7 +37,6 @@ pytestmark = pytest.mark.lab
 
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
 BUSYBOX_SH = (shutil.which("busybox") or "busybox", "sh")
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
@@ -50,10 +49,6 @@ def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
         assert key not in table, f"duplicate entry {key}"
         table[key] = Row(e["lladdr"], e["state"], e["router"])
     return table
-
-
-def env_with(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}
 
 
 # --------------------------------------------------------------------------- read verbs

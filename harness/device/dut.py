@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.contract.clauses import AF_INET, AF_INET6
-from harness.contract.clauses import FAMILY_NAMES, MAX_ENTRIES, STACK_NAME, STACK_OF
+from harness.contract.clauses import AF_INET, AF_INET6, MAX_ENTRIES, STACK_NAME, STACK_OF
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
