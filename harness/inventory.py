@@ -54,9 +54,15 @@ DEVICE_NAME = _Rule(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}"),
 LINUX_IFNAME = _Rule(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}"),
                      "1-15 letters, digits, '_', '.' or '-', not starting with '.' or '-' "
                      "(a Linux interface name: no spaces, '/', ':' or shell characters)")
-WINDOWS_IFNAME = _Rule(re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9 _.()#-]{0,126}[A-Za-z0-9_.()#-])?"),
-                       "1-128 letters, digits, spaces, '_', '.', '-', '(', ')' or '#', starting with "
-                       "a letter, digit or '_' and not ending in a space (the name Windows shows)")
+# Letters and digits of any script: Windows shows localized adapter names ("Подключение по
+# локальной сети", "イーサネット 2"). The name never reaches a command line (the agent takes
+# the ifindex); it is matched against the agent's `interfaces` without case, as Windows does.
+# Combining marks, and the Indic and Thai blocks (whose vowel signs are marks, not letters):
+_MARKS = "\u0300-\u036f\u0900-\u0dff\u0e00-\u0e7f\u1ab0-\u1aff\u20d0-\u20ff\ufe20-\ufe2f"
+WINDOWS_IFNAME = _Rule(re.compile(rf"\w(?:[\w{_MARKS} .()#-]{{0,126}}[\w{_MARKS}.()#-])?"),
+                       "1-128 letters (of any script), digits, spaces, '_', '.', '-', '(', ')' or '#', "
+                       "starting with a letter, digit or '_' and not ending in a space (the name "
+                       "Windows shows)")
 USER_NAME = _Rule(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}"),
                   "1-32 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
 ENV_NAME = _Rule(re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"),
@@ -118,7 +124,9 @@ class TestLink:
 @dataclass(frozen=True)
 class AgentConfig:
     command: tuple[str, ...] = ()  # a vendor's own agent; empty: the built-in one
-    launcher: tuple[str, ...] = ()  # e.g. ("wine",) for the Wine lab device
+    # Windows behind a POSIX transport (the Wine lab device): the POSIX command that runs a
+    # Windows command line, given as its last word, as Windows OpenSSH would (dialect.py)
+    launcher: tuple[str, ...] = ()
     upload_dir: str | None = None  # Windows: where the built-in agent is uploaded
 
 

@@ -51,6 +51,14 @@ def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
     return table
 
 
+def delete_results(reply: dict) -> dict[str, int]:
+    """A multi-address `delete` reply's results: address -> status."""
+    assert isinstance(reply.get("results"), list), reply
+    results = {r["address"]: r["status"] for r in reply["results"]}
+    assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
+    return results
+
+
 # --------------------------------------------------------------------------- read verbs
 
 def test_interfaces_list_every_link(shim_lab):
@@ -59,7 +67,8 @@ def test_interfaces_list_every_link(shim_lab):
         assert set(reply) == {"interfaces"}
         got = {(i["index"], i["name"], i["mac"], i["up"]) for i in reply["interfaces"]}
         for i in reply["interfaces"]:
-            assert set(i) == {"index", "name", "mac", "up"}, i
+            assert set(i) == {"index", "name", "mac", "up", "families"}, i
+            assert i["families"] == (["ipv4", "ipv6"] if ns == shim_lab.dev else ["ipv4"]), i
         want = set()
         for link in ip_json(ns, "link", "show"):
             address = link.get("address")
@@ -67,6 +76,21 @@ def test_interfaces_list_every_link(shim_lab):
             want.add((link["ifindex"], link["ifname"], mac, "UP" in link["flags"]))
         assert got == want
         assert {"eth1"} <= {name for _, name, _, _ in got}
+
+
+def test_interfaces_report_ipv6_disabled_per_interface(shim_lab):
+    """protocol13.md item 1: an interface with IPv6 disabled has only ipv4 in its families,
+    while the device's `stacks` still says ipv6 (the other interface has it)."""
+    knob = ["ip", "netns", "exec", shim_lab.dev, "sysctl", "-qw"]
+    run(*knob, "net.ipv6.conf.eth2.disable_ipv6=1")
+    try:
+        families = {i["name"]: i["families"] for i in shim(shim_lab.dev, "interfaces")["interfaces"]}
+        assert families["eth2"] == ["ipv4"] and families["eth1"] == ["ipv4", "ipv6"]
+        assert shim(shim_lab.dev, "stacks") == {"ipv4": True, "ipv6": True}
+    finally:
+        run(*knob, "net.ipv6.conf.eth2.disable_ipv6=0")
+        # re-enabling drops the interface's addresses: put eth2's back
+        run("ip", "-n", shim_lab.dev, "addr", "replace", "2001:db8:2::1/64", "dev", "eth2", "nodad")
 
 
 def test_interfaces_report_admin_state(shim_lab):
@@ -109,13 +133,14 @@ def test_table_matches_the_kernel(seeded, family):
 
 @pytest.mark.parametrize("family", INVALID_FAMILIES)
 def test_table_refuses_invalid_family(shim_lab, family):
-    assert shim(shim_lab.dev, "table", family) == {"status": INVALID_PARAMETER, "entries": []}
+    assert shim(shim_lab.dev, "table", family) == {"status": INVALID_PARAMETER, "status_space": "ntstatus",
+                                                   "entries": []}
 
 
 def test_table_without_ipv6(shim_lab):
     ns = shim_lab.nov6
     shim_lab.fill(ns, [Seed("eth1", "192.0.2.10", "02:00:5e:03:00:0a", "stale")])
-    assert shim(ns, "table", AF_INET6) == {"status": NOT_SUPPORTED, "entries": []}
+    assert shim(ns, "table", AF_INET6) == {"status": NOT_SUPPORTED, "status_space": "ntstatus", "entries": []}
     table = shim_table(ns, AF_UNSPEC)
     assert table == kernel_table(ns) and {k[0] for k in table} == {AF_INET}
 
@@ -292,11 +317,15 @@ def test_add_and_delete(shim_lab):
     cases = [(AF_INET, eth1, "198.51.100.60", "02:00:5e:01:00:3c"),
              (AF_INET6, eth2, "2001:db8:2::60", "02:00:5e:02:06:3c")]
     for family, ifindex, address, lladdr in cases:
-        assert shim(ns, "add", family, ifindex, address, lladdr.upper()) == {"status": SUCCESS}
+        assert shim(ns, "add", family, ifindex, address, lladdr.upper()) == {"status": SUCCESS,
+                                                                              "status_space": "ntstatus"}
         assert kernel_table(ns)[(family, ifindex, address)] == Row(lladdr, "permanent", False)
-        assert shim(ns, "delete", family, ifindex, address) == {"status": SUCCESS}
+        assert shim(ns, "delete", family, ifindex, address) == {
+            "status": SUCCESS, "status_space": "ntstatus", "results": [{"address": address, "status": SUCCESS}]}
         assert (family, ifindex, address) not in kernel_table(ns)
-        assert shim(ns, "delete", family, ifindex, address)["status"] == NOT_FOUND
+        # not there: the call succeeds, the address's own result says not found
+        reply = shim(ns, "delete", family, ifindex, address)
+        assert reply["status"] == SUCCESS and delete_results(reply) == {address: NOT_FOUND}
 
 
 def test_add_replaces_a_dynamic_entry(seeded):
@@ -328,19 +357,119 @@ def test_add_delete_refusals_change_nothing(seeded):
         (nov6, ("add", AF_INET6, seeded.ifindex(nov6, "eth1"), "2001:db8:3::70", mac), NOT_SUPPORTED),
         (ns, ("delete", AF_UNSPEC, eth1, "198.51.100.10"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, 0, "198.51.100.10"), INVALID_PARAMETER),
+        (ns, ("delete", AF_INET6, eth1, "1:2:3"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, missing, "198.51.100.10"), NOT_FOUND),
         (ns, ("delete", AF_INET, seeded.ifindex(ns, "eth2"), "198.51.100.10"), NOT_FOUND),
     ]
     for where, args, status in refused:
         before = kernel_table(where)
         reply = shim(where, *args)
-        assert reply["status"] == status, (args, reply)
+        if reply.get("results") and status == NOT_FOUND:  # delete: the address's own result
+            assert reply["status"] == SUCCESS and delete_results(reply) == {args[3]: status}, (args, reply)
+        else:
+            assert reply["status"] == status, (args, reply)
         assert_unchanged(before, kernel_table(where))
         assert (AF_INET, eth1, "198.51.100.70") not in kernel_table(ns)
     before = kernel_table(ns)
     assert shim(ns, "add", AF_INET, eth1, "198.51.100.70", mac, as_user=NOBODY)["status"] == ACCESS_DENIED
     assert shim(ns, "delete", AF_INET, eth1, "198.51.100.10", as_user=NOBODY)["status"] == ACCESS_DENIED
     assert_unchanged(before, kernel_table(ns))
+
+
+@pytest.mark.parametrize("awk", [True, False], ids=["awk", "sh"])
+def test_delete_several_addresses_in_one_call(seeded, awk):
+    """protocol13.md item 2: each address deleted or not found, the rest untouched; the
+    awk and pure-sh paths agree."""
+    ns = seeded.dev
+    env = None if awk else env_with(NECK_SHIM_NO_AWK="1")
+    eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
+    before = kernel_table(ns)
+    # stale, reachable, permanent and noarp entries of eth1, and two that are not there
+    v4 = ["198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.13", "198.51.100.99", "203.0.113.10"]
+    reply = shim(ns, "delete", AF_INET, eth1, *v4, env=env)
+    assert reply["status"] == SUCCESS and reply["status_space"] == "ntstatus", reply
+    assert delete_results(reply) == {**{a: SUCCESS for a in v4[:4]}, "198.51.100.99": NOT_FOUND,
+                                     "203.0.113.10": NOT_FOUND}  # 203.0.113.10 is on eth2
+    after = kernel_table(ns)
+    assert {k for k in before if k not in after} == {(AF_INET, eth1, a) for a in v4[:4]}
+    assert (AF_INET, eth2, "203.0.113.10") in after
+    # IPv6, one of them spelled otherwise than ip prints it (upper case): still found
+    reply = shim(ns, "delete", AF_INET6, eth2, "2001:DB8:2::a", "2001:db8:2::b", "2001:db8:2::77", env=env)
+    assert delete_results(reply) == {"2001:DB8:2::a": SUCCESS, "2001:db8:2::b": SUCCESS,
+                                     "2001:db8:2::77": NOT_FOUND}, reply
+    after = kernel_table(ns)
+    assert (AF_INET6, eth2, "2001:db8:2::a") not in after and (AF_INET6, eth2, "2001:db8:2::b") not in after
+    assert (AF_INET6, eth2, "2001:db8:2::c") in after
+
+
+def test_delete_several_reports_per_address_and_whole_call_failures(seeded):
+    ns = seeded.dev
+    eth1 = seeded.ifindex(ns, "eth1")
+    # a malformed address fails alone; the call's status is the first failure
+    reply = shim(ns, "delete", AF_INET, eth1, "198.51.100.10", "2001:db8:1::a")
+    assert reply["status"] == INVALID_PARAMETER and "not an IPv4 address" in reply["detail"], reply
+    assert delete_results(reply) == {"198.51.100.10": SUCCESS, "2001:db8:1::a": INVALID_PARAMETER}
+    seeded.fill(ns, standard_seeds())
+    before = kernel_table(ns)
+    # whole-call failures: no interface, no rights, no such family
+    for args, status, kw in [((AF_INET, seeded.missing_ifindex(ns)), NOT_FOUND, {}),
+                             ((AF_INET, eth1), ACCESS_DENIED, {"as_user": NOBODY}),
+                             ((AF_UNSPEC, eth1), INVALID_PARAMETER, {})]:
+        reply = shim(ns, "delete", *args, "198.51.100.10", "198.51.100.11", **kw)
+        assert reply["status"] == status and "results" not in reply, (args, reply)
+    assert_unchanged(before, kernel_table(ns))
+
+
+FAKE_IP_RACE = """#!/bin/sh
+# Test double: just before the shim's delete batch runs, the first entry it names vanishes,
+# so the batch stops there ("No such file or directory") as when the table changes meanwhile.
+if [ "$2" = -batch ] && [ ! -e "$MARK" ]; then
+    : > "$MARK"
+    batch=$(cat)
+    set -- $(printf '%s\n' "$batch" | head -n 1)
+    {real_ip} neigh del to "$4" dev "$6"
+    printf '%s\n' "$batch" | exec {real_ip} -batch -
+fi
+exec {real_ip} "$@"
+"""
+
+
+def test_delete_several_reads_again_when_an_entry_vanished(seeded, tmp_path):
+    ns = seeded.dev
+    fake_dir = tmp_path / "bin"
+    fake_dir.mkdir()
+    (fake_dir / "ip").write_text(FAKE_IP_RACE.format(real_ip=IP))
+    (fake_dir / "ip").chmod(0o755)
+    mark = tmp_path / "raced"
+    env = env_with(PATH=f"{fake_dir}:{os.environ['PATH']}", MARK=str(mark))
+    eth1 = seeded.ifindex(ns, "eth1")
+    addresses = ["198.51.100.10", "198.51.100.11", "198.51.100.12"]
+    reply = shim(ns, "delete", AF_INET, eth1, *addresses, env=env)
+    assert mark.exists(), "the race was not staged"
+    assert reply["status"] == SUCCESS and delete_results(reply) == {a: SUCCESS for a in addresses}, reply
+    assert not [a for a in addresses if (AF_INET, eth1, a) in kernel_table(ns)]
+
+
+def test_delete_of_1024_addresses_is_one_fast_call(shim_lab):
+    ns = shim_lab.dev
+    eth2 = shim_lab.ifindex(ns, "eth2")
+    seeds = big_seeds("eth2", 1024)
+    add_batch(ns, seeds)
+    try:
+        addresses = [s.address for s in seeds] + [f"10.99.0.{i}" for i in range(16)]  # 16 not there
+        argv = shim_argv(ns, "delete", AF_INET, eth2, *addresses)
+        cpu0, start = _children_cpu(), time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+        wall, cpu = (time.perf_counter() - start) * 1000, (_children_cpu() - cpu0) * 1000
+        reply = json.loads(proc.stdout)
+        results = delete_results(reply)
+        assert reply["status"] == SUCCESS and len(results) == 1040
+        assert sum(1 for st in results.values() if st == SUCCESS) == 1024
+        assert not [k for k in kernel_table(ns, AF_INET) if k[2].startswith("10.64.")]
+        print(f"\ndelete of 1024 present + 16 absent addresses: wall {wall:.0f} ms, cpu {cpu:.0f} ms")
+        assert cpu < 1000
+    finally:
+        drop_big(ns, "eth2")
 
 
 # --------------------------------------------------------------------------- bad arguments
@@ -455,6 +584,8 @@ def test_every_verb_under_busybox_sh(seeded, busybox_awk_path):
     eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
     assert shim(ns, "add", AF_INET, eth1, "198.51.100.80", "02:00:5e:01:00:50", **bb)["status"] == SUCCESS
     assert shim(ns, "delete", AF_INET, eth1, "198.51.100.80", **bb)["status"] == SUCCESS
+    assert delete_results(shim(ns, "delete", AF_INET, eth1, "198.51.100.10", "198.51.100.80", **bb)) == \
+        {"198.51.100.10": SUCCESS, "198.51.100.80": NOT_FOUND}
     assert shim(ns, "flush", AF_INET, seeded.missing_ifindex(ns), **bb)["status"] == NOT_FOUND
     assert shim(ns, "flush", 10, 0, **bb)["status"] == INVALID_PARAMETER
     before = kernel_table(ns)
@@ -609,3 +740,101 @@ def test_bench_table_and_flush(shim_lab, count):
     print(f"\n{count} entries: table awk {summary(awk)}\n{count} entries: table sh  {summary(sh)}"
           f"\n{count} entries: ip neigh show alone {summary(ip_only)}"
           f"\n{count} entries: flush 2 eth2 {summary(flushes)}")
+
+
+# --------------------------------------------------------------------------- the harness over the shim
+# A private lab device (prefix nckW) with two test links, IPv6 disabled on the second: the
+# harness must seed IPv6 only where the interface has it (protocol13.md item 1), doctor must
+# show it, and the harness must read the shim's multi-address `delete` over SSH.
+FAMILY_LAB = """
+[lab]
+state_dir = "{state}"
+
+[[device]]
+name = "W-shim"
+os = "linux"
+[device.ssh]
+host = "198.18.165.2"
+user = "root"
+key_file = "{state}/id_ed25519"
+known_hosts = "{state}/known_hosts"
+connect_timeout = 5
+command_timeout = 10
+[device.lab]
+mgmt_harness_if = "nckW-s-m"
+mgmt_harness_addr = "198.18.165.1/24"
+[[device.link]]
+device_if = "eth1"
+harness_if = "nckW-s-t1"
+device_v4 = "198.18.166.2/24"
+harness_v4 = "198.18.166.1/24"
+device_v6 = "2001:db8:c5::2/64"
+harness_v6 = "2001:db8:c5::1/64"
+[[device.link]]
+device_if = "eth2"
+harness_if = "nckW-s-t2"
+device_v4 = "198.18.167.2/24"
+harness_v4 = "198.18.167.1/24"
+device_v6 = "2001:db8:c6::2/64"
+harness_v6 = "2001:db8:c6::1/64"
+"""
+
+
+@pytest.fixture(scope="module")
+def family_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root")
+    from harness.hostlock import host_lock
+    from harness.inventory import load_inventory
+    from harness.lab.netns import Lab
+    root = tmp_path_factory.mktemp("nckW-families")
+    path = root / "devices.toml"
+    path.write_text(FAMILY_LAB.format(state=root / "state"))
+    inventory = load_inventory(path)
+    lab = Lab(inventory)
+    # one test process at a time may own these names (xdist workers, other worktrees)
+    with host_lock(Path("/run/lock/nckW-families.lab.lock"), 300, "nckW family lab busy for 300 s"):
+        lab.down()  # what a crashed run may have left under these names
+        lab.up()
+        try:
+            run("ip", "netns", "exec", inventory.devices[0].netns, "sysctl", "-qw",
+                "net.ipv6.conf.eth2.disable_ipv6=1")
+            yield inventory
+        finally:
+            lab.down()
+
+
+def test_ipv6_is_seeded_only_where_the_interface_has_it(family_lab):
+    from harness.contract.clauses import AF_INET, AF_INET6
+    from harness.device.dut import DeviceUnderTest
+    from harness.doctor import check_device
+    from harness.traffic.seeding import Seeder
+    device = family_lab.devices[0]
+    check = check_device(device, family_lab)
+    assert check.ok, check.problems
+    assert "eth1=3 [ipv4 ipv6]" in check.facts["interfaces"] and "eth2=4 [ipv4]" in check.facts["interfaces"]
+    assert check.facts["note-eth2"] == "ipv6 off on this test link (the device's stacks have it)"
+    assert check.facts["shell"] == "sh"
+
+    dut = DeviceUnderTest(device, family_lab, entries=8, seeder=Seeder(family_lab.test_interfaces),
+                          holder="nckW families test")
+    dut.open()
+    try:
+        eth1, eth2 = dut.link_by_name("eth1"), dut.link_by_name("eth2")
+        assert dut.stacks == {"ipv4": True, "ipv6": True}
+        assert eth1.families == {AF_INET, AF_INET6} and eth2.families == {AF_INET}
+        assert not eth2.unplanted  # the interface has no IPv6: nothing is expected there
+        assert dut.link_families == {eth1.ifindex: {AF_INET, AF_INET6}, eth2.ifindex: {AF_INET}}
+        planted = dut.seed()  # before the interface's families were read, IPv6 seeds on eth2 never landed
+        assert {(k[0], k[1]) for k in planted.entries} == {(AF_INET, eth1.ifindex), (AF_INET6, eth1.ifindex),
+                                                           (AF_INET, eth2.ifindex)}
+        dut.remove(planted.entries)
+        assert not set(planted.entries) & {e.key for e in dut.table()}
+
+        # The shim's multi-address delete, read by the harness over SSH.
+        assert dut.agent.add(AF_INET6, eth1.ifindex, "2001:db8:c5::77", "02:5e:77:00:00:01").outcome.value == "SUCCESS"
+        replies = dut.agent.delete_many(AF_INET6, eth1.ifindex, ["2001:db8:c5::77", "2001:db8:c5::78"])
+        assert {a: (r.raw, r.space) for a, r in replies.items()} == {
+            "2001:db8:c5::77": (SUCCESS, "ntstatus"), "2001:db8:c5::78": (NOT_FOUND, "ntstatus")}
+    finally:
+        dut.close()

@@ -288,15 +288,16 @@ def rtt_targets(rtt: dict) -> list[Target]:
 @contextmanager
 def reference_lock(device, wait: float = 60.0) -> Iterator[None]:
     """Hold the device's suite lock while measuring on it: others' runs would change its table."""
-    from harness.device.dialect import dialect_for
-    from harness.device.lock import DeviceLock
+    from harness.device.lock import device_lock
     from harness.ssh import SshSession
     session = SshSession(device.name, device.ssh)
     session.connect()
-    lock = DeviceLock(session, dialect_for(device), f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
+    lock = None
     try:
+        lock = device_lock(device, session, None, f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
         lock.acquire()
         yield
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
         session.close()

@@ -22,11 +22,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from harness.contract.clauses import AF_UNSPEC
-from harness.contract.status import Outcome
+from harness.contract.clauses import AF_UNSPEC, STACK_NAME
+from harness.contract.status import Outcome, code_name
 from harness.device.become import become_words
 from harness.device.dialect import Dialect, dialect_for
-from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor, split_reply
+from harness.contract.protocol import (Neighbor, StatusReply, TableReply, canonical_address, parse_neighbor,
+                                       split_reply)
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -39,13 +40,17 @@ def linux_shim_text() -> str:
     return resources.files("harness.device").joinpath("agents/linux_shim.sh").read_text()
 
 
-def make_agent(device: Device, session: SshSession, inventory: Inventory | None) -> "Agent":
-    """The device's agent over `session`: the one place that decides which agent and dialect.
+def make_agent(device: Device, session: SshSession, inventory: Inventory | None, *,
+               privileged: bool = True) -> "Agent":
+    """The device's agent over `session` (connected): the one place that decides which agent,
+    with the dialect of the one dialect factory. `privileged=False` for the non-admin account:
+    no sudo (RET-ACCESS judges what that account gets on its own), and on Windows that
+    account uploads its own copy of the agent, into its own profile.
     (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)"""
-    dialect = dialect_for(device)
-    become = become_words(device)
+    dialect = dialect_for(device, session)
+    become = become_words(device) if privileged else ()
     if device.agent.command:
-        return Agent(device, session, list(device.agent.command), dialect, become)
+        return Agent(device, session, list(device.agent.command), dialect, become, builtin=False)
     if device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
         return Agent(device, session, agent_prefix(device, session, inventory), dialect)
@@ -56,21 +61,26 @@ class Agent:
     """Calls one device's agent over its SSH session."""
 
     def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
-                 become: tuple[str, ...] = ()):
+                 become: tuple[str, ...] = (), builtin: bool = True):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
         self.become = become  # e.g. ("sudo", "-n", "--"): put before every call
+        self.builtin = builtin  # the harness's own agent, not a vendor's `agent.command`
         # (call, text) for each reply the device printed something before (a login banner).
         self.output_before_replies: list[tuple[str, str]] = []
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
+        # The Windows agent's raw GetIpInterfaceTable codes per family, when `interfaces` had
+        # no families (e.g. Wine answers 50, ERROR_NOT_SUPPORTED): shown by doctor.
+        self.interface_status: dict[str, Any] = {}
 
     def over(self, session: SshSession) -> "Agent":
-        """The same agent called over another session (the non-admin account's), without sudo:
-        RET-ACCESS judges what that account gets on its own."""
-        agent = Agent(self.device, session, self.prefix, self.dialect)
+        """The same agent over another session, without sudo (e.g. a second holder of the
+        device lock). The non-admin account gets its own from `make_agent(privileged=False)`:
+        on Windows it cannot run this account's copy."""
+        agent = Agent(self.device, session, self.prefix, self.dialect, builtin=self.builtin)
         agent.output_before_replies = self.output_before_replies  # one record per device
         return agent
 
@@ -112,6 +122,8 @@ class Agent:
 
     def interfaces(self) -> list[dict[str, Any]]:
         reply = self.call("interfaces")
+        status = reply.get("ip_interface_status")
+        self.interface_status = status if isinstance(status, dict) else {}
         items = reply.get("interfaces")
         if not isinstance(items, list):
             raise AgentError(f"device {self.device.name!r}: `interfaces` reply has no interfaces list")
@@ -119,6 +131,11 @@ class Agent:
         for item in items:
             if not (isinstance(item, dict) and _is_int(item.get("index")) and isinstance(item.get("name"), str)):
                 raise AgentError(f"device {self.device.name!r}: malformed interface {item!r}")
+            families = item.get("families")  # protocol13.md item 1; absent: the device's stacks
+            if families is not None and not (isinstance(families, list) and
+                                             all(f in STACK_NAME for f in families)):
+                raise AgentError(f"device {self.device.name!r}: interface {item['name']!r}: families "
+                                 f"must be a list of {' and '.join(STACK_NAME)}, got {families!r}")
             out.append(item)
         return out
 
@@ -146,6 +163,49 @@ class Agent:
     def delete(self, family: int, ifindex: int, address: str) -> StatusReply:
         return self._status(self.call("delete", family, ifindex, address), "delete")
 
+    def delete_many(self, family: int, ifindex: int, addresses: list[str]) -> dict[str, StatusReply]:
+        """`delete FAMILY IFINDEX ADDRESS...` (protocol13.md item 2): each address's status,
+        keyed by canonical address. MultiDeleteRefused when the agent does not take several
+        addresses (then call `delete` once per address)."""
+        try:
+            reply = self.call("delete", family, ifindex, *addresses)
+        except AgentError as exc:
+            if len(addresses) > 1:
+                raise MultiDeleteRefused(str(exc)) from None
+            raise
+        if len(addresses) > 1 and reply.get("error") == "bad-argument":
+            raise MultiDeleteRefused(f"`delete` with {len(addresses)} addresses: {reply}"[:300])
+        call = self._status(reply, "delete")
+        results = reply.get("results")
+        if results is None:
+            if len(addresses) > 1 and call.outcome is Outcome.SUCCESS:
+                # A success without results may have deleted only the first address.
+                raise MultiDeleteRefused(f"`delete` with {len(addresses)} addresses gave no results")
+            # One address, or the whole call failed (no such interface, no rights, no export).
+            return {canonical_address(a): call for a in addresses}
+        if not isinstance(results, list):
+            raise AgentError(f"device {self.device.name!r}: `delete` results is not a list: {results!r}"[:300])
+        wanted = {canonical_address(a) for a in addresses}
+        out: dict[str, StatusReply] = {}
+        for item in results:
+            if not (isinstance(item, dict) and isinstance(item.get("address"), str) and
+                    _is_int(item.get("status"))):
+                raise AgentError(f"device {self.device.name!r}: malformed `delete` result {item!r}"[:300])
+            try:
+                address = canonical_address(item["address"])
+            except ValueError:
+                address = item["address"]
+            if address not in wanted:
+                raise AgentError(f"device {self.device.name!r}: `delete` reported {item['address']!r}, "
+                                 "which it was not asked to delete")
+            out[address] = StatusReply(item["status"], call.space, None,
+                                       str(item["detail"]) if item.get("detail") is not None else None)
+        missing = sorted(wanted - set(out))
+        if missing:
+            raise AgentError(f"device {self.device.name!r}: `delete` gave no result for "
+                             f"{len(missing)} addresses, e.g. {', '.join(missing[:3])}")
+        return out
+
     # --- reply checks --------------------------------------------------------------------
     def _status(self, reply: dict[str, Any], verb: str) -> StatusReply:
         if "status" not in reply:
@@ -168,6 +228,19 @@ class Agent:
         except ValueError as exc:
             raise AgentError(f"device {self.device.name!r}: malformed table entry ({exc}): {entry!r}"[:500]) \
                 from None
+
+
+class MultiDeleteRefused(AgentError):
+    """The agent does not take several addresses in one `delete`."""
+
+
+NOT_FOUND_NAMES = frozenset({"STATUS_NOT_FOUND", "ERROR_NOT_FOUND"})
+
+
+def gone(reply: StatusReply) -> bool:
+    """A delete that leaves the entry absent: success, or not found in the reply's space."""
+    return reply.outcome is Outcome.SUCCESS or (
+        reply.raw is not None and code_name(reply.raw, reply.space) in NOT_FOUND_NAMES)
 
 
 def _is_int(value: Any) -> bool:

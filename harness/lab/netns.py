@@ -266,8 +266,10 @@ class Lab:
 
     def _start_wine(self, device: Device, ddir: Path, record: dict, state: dict) -> None:
         """A Windows lab device is Wine in the namespace: its own prefix (a hard-linked clone of
-        a cached template) and a persistent wineserver started inside the namespace before any
-        SSH session, so Wine's services (which answer the network queries) live there."""
+        a cached template) with nck-sshexec in it (how its Linux sshd hands commands to Wine's
+        cmd.exe, see harness/lab/sshexec.c), and a persistent wineserver started inside the
+        namespace before any SSH session, so Wine's services (which answer the network
+        queries) live there."""
         from harness.lab import wine as winelab
         from harness.paths import cache_dir
         winelab.require_wine()
@@ -277,6 +279,9 @@ class Lab:
         winelab.clone_prefix(template, prefix)
         record["wine_prefix"] = str(prefix)
         self._save_state(state)
+        # cmd.exe as Windows OpenSSH runs it, for the device's `launcher` (sshexec.c)
+        from harness.lab import sshexec
+        record["sshexec"] = str(sshexec.install(prefix, sshexec.build(cache_dir() / "sshexec")))
         record["wineserver_pid"] = winelab.start_wineserver(device.netns, prefix)
         self._save_state(state)
 
@@ -616,8 +621,9 @@ class Lab:
         links = {device.lab.mgmt_harness_if: _link_exists(device.lab.mgmt_harness_if)} if device.lab else {}
         links.update({link.harness_if: _link_exists(link.harness_if) for link in device.links})
         sshd = _pid_alive(record.get("sshd_pid"), ddir)
-        if device.os == "windows":  # its Wine services must be up too
-            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver")
+        if device.os == "windows":  # its Wine services must be up too, and its nck-sshexec there
+            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver") and \
+                Path(record.get("sshexec") or "/nonexistent").is_file()
         present = _namespaces()
         netns = device.netns in present and all(n in present for n in extra_namespaces(device))
         return DeviceStatus(device.name, netns, sshd, links)
