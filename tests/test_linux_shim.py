@@ -28,7 +28,7 @@ import pytest
 
 from tests.support import SHIM
 from tests.support.netns import TIMEOUT, ip_json, links_by_name, run
-from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, NOBODY, changes, env_with,
+from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, IP, NOBODY, changes, env_with,
                                    KEPT_BY_FLUSH, NOT_FOUND, NOT_SUPPORTED, SUCCESS, UNSUCCESSFUL, Key,
                                    Row, Seed, ShimLab, assert_flush_effect, assert_unchanged,
                                    flush_removes, kernel_table, shim, shim_argv, shim_run, standard_seeds)
