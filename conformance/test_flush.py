@@ -193,7 +193,8 @@ def test_durable(case, dut, planted, device_name):
                 reply = dut.agent.flush(family, ifindex)
             if reply.outcome is Outcome.SUCCESS:
                 flushed.append(Scope(family, ifindex))
-            record.append({"family": family, "ifindex": ifindex, "status": describe(reply.raw, reply.space)})
+            record.append({"family": family, "ifindex": ifindex, "status": describe(reply.raw, reply.space),
+                           "elapsed_us": reply.elapsed_us})
         last_call = time.perf_counter()
         after = snapshot(case, dut, f"after_phase{n + 1}")
         settle(case, last_call)

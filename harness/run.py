@@ -103,6 +103,8 @@ def run_suite(args) -> int:
         argv += ["--settle", f"{args.settle:g}"]
     if args.errata:
         argv += ["--errata", args.errata]
+    if args.agent_mode:
+        argv += ["--agent-mode", args.agent_mode]
     argv += _workers(args.workers, len(devices)) + passthrough
     code = pytest.main(argv)
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):

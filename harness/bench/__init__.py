@@ -1,8 +1,10 @@
 """`neighcheck bench`: the harness measured against the alternatives, on this machine.
 
-Five comparisons, one module each: rtt (command round trips), seeding (entries/s landing in a
-table), suite (`neighcheck run` wall time per device, and one case at 16,384 entries per
-family), scaling (1, 2 and 4 devices) and growth (one case versus entries per link). Each is
+Six comparisons, one module each: rtt (command round trips), verbs (agent verbs in serve mode,
+per call, and through a ControlMaster), seeding (entries/s landing in a table), suite
+(`neighcheck run` wall time per device, serve against per-call agent mode, and one case at
+16,384 entries per family), scaling (1, 2 and 4 devices) and growth (one case versus entries
+per link, with the flush call's own time on the device). Each is
 measured in ONE run with its contenders alternating (A B C, B C A, ...; stats.rotate), so load
 from other jobs on the machine lands on every contender alike, and each ratio is taken between
 samples of the same round (paired), not between runs.
@@ -34,6 +36,7 @@ from harness.bench.seeding import bench_seeding, seeding_targets
 from harness.bench.settings import Settings
 from harness.bench.stats import host_load
 from harness.bench.suite import bench_suite, suite_targets
+from harness.bench.verbs import bench_all_verbs, verb_targets
 from harness.errors import NeighcheckError, UsageError
 from harness.inventory import load_inventory
 from harness.lab.netns import Lab
@@ -104,6 +107,7 @@ def run_bench(settings: Settings, out_root: Path, *, reference_inventory: Path |
                     return bench_rtt(reference, settings, out, log)
 
             section("rtt", rtt)
+            section("verbs", lambda: bench_all_verbs(reference, ref_inventory or own_inventory, settings, log))
             section("seeding", lambda: bench_seeding(own_inventory, first_own, settings, log))
             section("suite", lambda: bench_suite(suite_inventory, reference.name, settings, out, log))
             if settings.scale_counts and own.count >= max(settings.scale_counts):
@@ -119,7 +123,8 @@ def run_bench(settings: Settings, out_root: Path, *, reference_inventory: Path |
                     log(f"bench: lab down: {exc}")
     data["load_end"] = host_load()
     data["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    targets = (rtt_targets(data["rtt"]) + seeding_targets(data.get("seeding"), settings)
+    targets = (rtt_targets(data["rtt"]) + verb_targets(data.get("verbs"))
+               + seeding_targets(data.get("seeding"), settings)
                + suite_targets(data["suite"], settings) + scaling_targets(data.get("scaling"), settings))
     data["targets"] = [t.to_dict() for t in targets]
     data["charts"] = write_charts(data, out)

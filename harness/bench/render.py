@@ -1,5 +1,5 @@
 """The bench's report: bench.md (the targets and one table per comparison, also printed) and
-the charts (rtt.png, seeding.png, suite.png, scaling.png, growth.png)."""
+the charts (rtt.png, verbs.png, seeding.png, suite.png, scaling.png, growth.png)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,17 @@ def render_markdown(data: dict) -> str:
         for name, why in rtt["skipped"].items():
             lines.append(f"| {name} | skipped: {why} | | | |")
         lines.append(f"\n`table` reply: {rtt['table_reply_bytes']['median']:.0f} bytes (median).")
+    for name, row in ((data.get("verbs") or {}).get("devices") or {}).items():
+        lines += ["", f"## 1b. Agent verbs on {name} ({row['rounds']} rounds; ms)", "",
+                  f"One round trip per verb as the harness makes it; `table` reads {row['table_entries']} "
+                  f"entries (family {row['table_family']}). Serve: one resident agent process "
+                  f"({row['serve_processes']} started); per call: a command, a shell and the agent "
+                  "for every verb.", "",
+                  "| contender | `ping` | vs serve | `table` | vs serve |", "|---|---|---|---|---|"]
+        for contender, table_row in row["verbs"]["table"].items():
+            ping_row = row["verbs"]["ping"][contender]
+            lines.append(f"| {contender} | {_ms(ping_row['seconds'])} | {_x(ping_row['vs_serve'])} | "
+                         f"{_ms(table_row['seconds'])} | {_x(table_row['vs_serve'])} |")
     seeding = data.get("seeding")
     if seeding:
         lines += ["", f"## 2. Seeding one link ({seeding['device']} {seeding['link']}, "
@@ -82,18 +93,29 @@ def render_markdown(data: dict) -> str:
                   "| device | runs | cases | wall | in cases | outside cases | "
                   + " | ".join(PHASES) + " | other in cases | CPU s | host busy |",
                   "|---|---|---|---|---|---|" + "---|" * (len(PHASES) + 3)]
-        for name, row in suite["devices"].items():
+        rows = dict(suite["devices"])
+        if suite.get("agent_modes"):
+            rows[f"{suite['agent_modes']['device']} per call"] = suite["agent_modes"]["per-call"]
+        for name, row in rows.items():
             lines.append(f"| {name} | {row['runs']} | {row['cases']} | {_s(row['wall_s'])} | "
                          f"{_s(row['case_total_s'])} | {_s(row['outside_cases_s'])} | "
                          + " | ".join(_s(row["phases_s"][p], 3) for p in PHASES)
                          + f" | {_s(row['case_other_s'], 3)} | {_s(row['cpu_s'])} | {_pct(row['host_busy'])} |")
+        modes = suite.get("agent_modes")
+        if modes:
+            lines += ["", f"Agent modes on {modes['device']}, alternating in the same rounds: serve "
+                      f"{_s(modes['serve']['wall_s'])} s, per call {_s(modes['per-call']['wall_s'])} s; "
+                      f"per call / serve {_x(modes['per_call_vs_serve'])}. The flush call's own time on "
+                      f"the device, over all cases: serve {_ms(modes['serve'].get('flush_device_s'))} ms, "
+                      f"per call {_ms(modes['per-call'].get('flush_device_s'))} ms."]
         big = suite.get("big_case")
         if big:
             lines += ["", f"One case at {big['entries_per_family']:,} entries per family on every link of "
                       f"{suite['reference']} (`-k \"{big['select']}\"`): pytest item (setup + call + "
                       f"teardown) {_s(big['case_s'])} s, of which the case record (no evidence, no "
                       f"cleanup) {_s(big['record_duration_s'])} s; process wall {_s(big['wall_s'])} s, "
-                      f"CPU {_s(big['cpu_s'])} s; phases: "
+                      f"CPU {_s(big['cpu_s'])} s; the flush call on the device "
+                      f"{_ms(big.get('flush_device_s'))} ms; phases: "
                       + ", ".join(f"{p} {_s(big['phases_s'][p], 3)}" for p in PHASES)]
     scaling = data.get("scaling")
     if scaling:
@@ -105,10 +127,15 @@ def render_markdown(data: dict) -> str:
     growth = data.get("growth")
     if growth:
         lines += ["", f"## 5. Cost growth: one flush case on {growth['device']} (1 link; s)", "",
-                  "| entries/family | pytest item | case record | " + " | ".join(PHASES) + " | process wall |",
-                  "|---|---|---|" + "---|" * len(PHASES) + "---|"]
+                  "flush on the device: the flush call's own time as the agent measured it around the "
+                  "API call (`elapsed_us`), the cost growth of the implementation under test; flush: "
+                  "the harness's round trip around the same call.", "",
+                  "| entries/family | flush on the device | pytest item | case record | " + " | ".join(PHASES)
+                  + " | process wall |",
+                  "|---|---|---|---|" + "---|" * len(PHASES) + "---|"]
         for size, row in growth["sizes"].items():
-            lines.append(f"| {int(size):,} | {_s(row['case_s'], 3)} | {_s(row['record_duration_s'], 3)} | "
+            lines.append(f"| {int(size):,} | {_s(row.get('flush_device_s'), 4)} | {_s(row['case_s'], 3)} | "
+                         f"{_s(row['record_duration_s'], 3)} | "
                          + " | ".join(_s(row["phases_s"][p], 3) for p in PHASES)
                          + f" | {_s(row['wall_s'])} |")
     for name, why in data.get("skipped", {}).items():
@@ -123,6 +150,7 @@ def render_markdown(data: dict) -> str:
 def _failed_runs(data: dict) -> list[str]:
     rows = list((data.get("suite") or {}).get("devices", {}).values())
     rows += [data["suite"]["big_case"]] if (data.get("suite") or {}).get("big_case") else []
+    rows += [data["suite"]["agent_modes"]["per-call"]] if (data.get("suite") or {}).get("agent_modes") else []
     rows += list((data.get("scaling") or {}).get("devices", {}).values())
     rows += list((data.get("growth") or {}).get("sizes", {}).values())
     return [f for row in rows for f in row["failed_runs"]]
@@ -162,6 +190,17 @@ def write_charts(data: dict, out: Path) -> list[str]:
             ax.set_xlabel("ms per command (median, p10-p90)")
             ax.set_title(f"`{label}` round trip on {rtt['device']}")
         save(fig, "rtt.png")
+    if verbs := (data.get("verbs") or {}).get("devices"):
+        fig, axes = plt.subplots(len(verbs), 2, figsize=(11, 2.6 * len(verbs) + 0.6), squeeze=False)
+        for row_axes, (name, row) in zip(axes, verbs.items()):
+            for ax, verb in zip(row_axes, ("ping", "table")):
+                rows = row["verbs"][verb]
+                bars(ax, list(rows), [r["seconds"] for r in rows.values()], 1e3)
+                log_axis(ax)
+                ax.set_xlabel("ms per verb (median, p10-p90)")
+                what = f"`table` ({row['table_entries']} entries)" if verb == "table" else "`ping`"
+                ax.set_title(f"{what} on {name}")
+        save(fig, "verbs.png")
     if seeding := data.get("seeding"):
         sizes = list(seeding["sizes"])
         fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 3.8), squeeze=False)
@@ -176,6 +215,8 @@ def write_charts(data: dict, out: Path) -> list[str]:
     if suite := data.get("suite"):
         fig, ax = plt.subplots(figsize=(8, 3.5))
         rows = dict(suite["devices"])
+        if suite.get("agent_modes"):
+            rows[f"{suite['agent_modes']['device']} per call"] = suite["agent_modes"]["per-call"]
         if suite.get("big_case"):
             rows[f"1 case @ {suite['big_case']['entries_per_family']}"] = suite["big_case"]
         left = [0.0] * len(rows)
@@ -207,6 +248,10 @@ def write_charts(data: dict, out: Path) -> list[str]:
         sizes = [int(s) for s in growth["sizes"]]
         rows = list(growth["sizes"].values())
         ax.plot(sizes, [r["case_s"]["median"] for r in rows], "o-", color="black", label="case total")
+        device = [(r.get("flush_device_s") or {}).get("median") for r in rows]
+        if any(device):
+            ax.plot([s for s, d in zip(sizes, device) if d], [d for d in device if d], "s-", color="#d62728",
+                    linewidth=2, label="flush on the device (agent's elapsed_us)")
         for phase in PHASES:
             ax.plot(sizes, [max(r["phases_s"][phase]["median"] or 0, 1e-5) for r in rows], ".--", label=phase)
         ax.set_xscale("log", base=2)

@@ -286,15 +286,17 @@ def rtt_targets(rtt: dict) -> list[Target]:
 
 
 @contextmanager
-def reference_lock(device, wait: float = 60.0) -> Iterator[None]:
-    """Hold the device's suite lock while measuring on it: others' runs would change its table."""
+def reference_lock(device, wait: float = 60.0, inventory=None) -> Iterator[None]:
+    """Hold the device's suite lock while measuring on it: others' runs would change its table.
+    (`inventory` places a lab device's Windows agent, which holds the lock there.)"""
     from harness.device.lock import device_lock
     from harness.ssh import SshSession
     session = SshSession(device.name, device.ssh)
     session.connect()
     lock = None
     try:
-        lock = device_lock(device, session, None, f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
+        lock = device_lock(device, session, inventory,
+                           f"{socket.gethostname()} pid {os.getpid()} neighcheck bench", wait)
         lock.acquire()
         yield
     finally:

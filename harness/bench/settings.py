@@ -21,6 +21,8 @@ class Settings:
     scale_rounds: int
     growth_sizes: tuple[int, ...]
     growth_rounds: int
+    verb_rounds: int = 40                # agent verbs: serve / per call / ControlMaster
+    verb_warmup: int = 3
 
     @classmethod
     def full(cls) -> "Settings":
@@ -35,4 +37,5 @@ class Settings:
         # --quick: fewer repetitions, no 16,384-entry and no multi-device parts.
         return cls(quick=True, rtt_rounds=8, rtt_warmup=1, seed_sizes=(1024,), seed_rounds=1,
                    sendp_sample=40, scapy_cap=2048, suite_rounds=1, big_entries=None, big_rounds=0,
-                   scale_counts=(), scale_rounds=0, growth_sizes=(64, 1024), growth_rounds=1)
+                   scale_counts=(), scale_rounds=0, growth_sizes=(64, 1024), growth_rounds=1,
+                   verb_rounds=10, verb_warmup=1)

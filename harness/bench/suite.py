@@ -13,12 +13,12 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.bench.settings import Settings
-from harness.bench.stats import Target, rotate, summarize
+from harness.bench.stats import Target, paired_ratio, rotate, summarize
 from harness.errors import DeviceError
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the child runs from here, as `make run` does
@@ -39,6 +39,9 @@ class SuiteRun:
     cpu_s: float                       # CPU time of the run's process tree (user + system)
     host_busy: float                   # share of all host CPUs busy during the run (everyone's)
     error: str | None = None
+    # per case, the judged flush call's own time as the agent measured it on the device (s)
+    flush_device: dict[str, float] = field(default_factory=dict)
+    agent_mode: str | None = None      # as the device's fingerprint says
 
     @property
     def outside_cases(self) -> float:
@@ -48,7 +51,7 @@ class SuiteRun:
 
 def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Path, *,
               workers: int = 1, entries: int | None = None, select: str | None = None,
-              timeout: float = 300) -> SuiteRun:
+              agent_mode: str | None = None, timeout: float = 300) -> SuiteRun:
     """`neighcheck run` in a child process, as a user runs it; numbers from its results.json."""
     run_root = (out / label).resolve()  # absolute: the child runs from the checkout
     argv = [sys.executable, "-m", "harness.cli", "run", "--devices", str(inventory_path),
@@ -59,6 +62,8 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
         argv += ["-n", str(workers)]
     if entries is not None:
         argv += ["--entries", str(entries)]
+    if agent_mode is not None:
+        argv += ["--agent-mode", agent_mode]
     argv += ["--", "--lock-wait", "60"]
     if select:
         argv += ["-k", select]
@@ -78,11 +83,14 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
                           f"{(proc.stderr or proc.stdout).strip()[-400:]}")
     results = json.loads(runs[-1].read_text())
     phases = {p: 0.0 for p in PHASES}
-    record_durations = {}
+    record_durations, flush_device = {}, {}
     for case in results["cases"]:
         for phase, seconds in case.get("timings", {}).items():
             phases[phase] = phases.get(phase, 0.0) + seconds
         record_durations[case["name"]] = case.get("duration_s") or 0.0
+        if isinstance(case.get("flush_elapsed_us"), int):
+            flush_device[case["name"]] = case["flush_elapsed_us"] / 1e6
+    modes = {(d.get("fingerprint") or {}).get("agent_mode") for d in results.get("devices", [])}
     durations = _junit_item_seconds(runs[-1].parent / "junit.xml")
     summary = {k: v for k, v in results["summary"].items() if v}
     error = None
@@ -94,7 +102,8 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
     shutil.copyfile(runs[-1], kept)
     shutil.rmtree(run_root, ignore_errors=True)
     return SuiteRun(label, wall, proc.returncode, len(results["cases"]), summary, phases,
-                    sum(durations.values()), durations, record_durations, cpu, host_busy, error)
+                    sum(durations.values()), durations, record_durations, cpu, host_busy, error,
+                    flush_device, modes.pop() if len(modes) == 1 else None)
 
 
 def _junit_item_seconds(path: Path) -> dict[str, float]:
@@ -132,6 +141,9 @@ def suite_stats(runs: list[SuiteRun]) -> dict:
         # Inside cases but in no timed phase: fixtures, the agent calls of observed cases.
         "case_other_s": summarize([r.case_total - sum(r.phases.values()) for r in good]),
         "phases_s": {p: summarize([r.phases.get(p, 0.0) for r in good]) for p in PHASES},
+        "agent_modes": sorted({r.agent_mode or "unknown" for r in good}),
+        # the flush call's own time on the device, over every case of every run
+        "flush_device_s": summarize([s for r in good for s in r.flush_device.values()]),
         "samples": [asdict(r) | {"outside_cases": r.outside_cases} for r in runs],
     }
 
@@ -146,7 +158,8 @@ def one_case_stats(runs: list[SuiteRun]) -> dict:
     good = [r for r in runs if not r.error]
     return suite_stats(runs) | {
         "case_s": summarize([_only_case(r.case_durations) for r in good]),
-        "record_duration_s": summarize([_only_case(r.record_durations) for r in good])}
+        "record_duration_s": summarize([_only_case(r.record_durations) for r in good]),
+        "flush_device_s": summarize([_only_case(r.flush_device) for r in good])}
 
 
 def _only_case(values: dict[str, float]) -> float | None:
@@ -158,12 +171,25 @@ def bench_suite(inventory, reference: str, settings: Settings, out: Path,
                 log: Callable[[str], None]) -> dict:
     names = [d.name for d in inventory.devices if d.os == "linux"] or [reference]
     names = [reference] + [n for n in names if n != reference]
-    runs: dict[str, list[SuiteRun]] = {n: [] for n in names}
+    # Every device in the default (serve) agent mode; the reference also per call, in the same
+    # rounds, so that the two modes are compared under the same load.
+    contenders = [(n, None) for n in names] + [(reference, "per-call")]
+    runs: dict[tuple[str, str | None], list[SuiteRun]] = {c: [] for c in contenders}
     for round_no in range(settings.suite_rounds):
-        for name in rotate(names, round_no):
-            runs[name].append(run_suite(f"suite-{name}-{round_no}", inventory.path, [name], out))
-        log(f"suite: round {round_no + 1}/{settings.suite_rounds} ({', '.join(names)})")
-    result: dict[str, Any] = {"reference": reference, "devices": {n: suite_stats(r) for n, r in runs.items()}}
+        for name, mode in rotate(contenders, round_no):
+            label = f"suite-{name}-{mode or 'default'}-{round_no}"
+            runs[(name, mode)].append(run_suite(label, inventory.path, [name], out, agent_mode=mode))
+        log(f"suite: round {round_no + 1}/{settings.suite_rounds} ({', '.join(names)}; "
+            f"{reference} also per call)")
+    result: dict[str, Any] = {"reference": reference,
+                              "devices": {n: suite_stats(runs[(n, None)]) for n in names}}
+    per_call = runs[(reference, "per-call")]
+    result["agent_modes"] = {
+        "device": reference,
+        "serve": result["devices"][reference],
+        "per-call": suite_stats(per_call),
+        "per_call_vs_serve": paired_ratio([r.wall if not r.error else None for r in per_call],
+                                          [r.wall if not r.error else None for r in runs[(reference, None)]])}
     if settings.big_entries:
         select = one_case_select(reference)
         big = [run_suite(f"big-{reference}-{i}", inventory.path, [reference], out,
@@ -181,5 +207,9 @@ def suite_targets(suite: dict, settings: Settings) -> list[Target]:
     big = suite.get("big_case")
     targets.append(Target(f"one flush case on {ref} at 16,384/family", big["case_s"]["median"] if big else None,
                           1.5, "<=", "s", "" if big else "skipped (--quick)"))
+    modes = suite.get("agent_modes")
+    if modes:
+        targets.append(Target(f"suite on {ref}: per-call / serve wall time", modes["per_call_vs_serve"]["median"],
+                              1.5, ">=", "x"))
     return targets
 

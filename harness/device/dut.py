@@ -95,7 +95,7 @@ def find_interface(device: Device, interfaces: list[dict[str, Any]], name: str) 
 
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
-                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0):
+                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0, serve: bool = True):
         self.device = device
         self.inventory = inventory
         self.entries_per_family = entries
@@ -103,6 +103,7 @@ class DeviceUnderTest:
         self.seeder = seeder
         self.holder = holder
         self.lock_wait = lock_wait
+        self.serve = serve  # serve mode where the agent offers it (--agent-mode)
         self.session = SshSession(device.name, device.ssh)
         self.dialect: Dialect | None = None  # the shell's, asked once the session is up
         self.agent: Agent | None = None
@@ -128,11 +129,12 @@ class DeviceUnderTest:
         self.dialect = dialect_for(self.device, self.session)
         # The agent first: on Windows the built-in agent's `lock` verb holds the device lock.
         # (Making it changes nothing on the device but, at most, an upload of a new build.)
-        self.agent = make_agent(self.device, self.session, self.inventory)
+        self.agent = make_agent(self.device, self.session, self.inventory, serve=self.serve)
         self.lock = device_lock(self.device, self.session, self.inventory, self.holder,
                                 self.lock_wait, agent=self.agent)
         self.lock.acquire()
         self.fingerprint = {"os": self.device.os, "shell": self.dialect.name, **self.agent.info()}
+        self.fingerprint["agent_mode"] = self.agent.mode
         self.stacks = self.agent.stacks()
         self.read_families = self._readable_families()
         self.interfaces = self.agent.interfaces()
@@ -237,6 +239,8 @@ class DeviceUnderTest:
                 self.responder.stop()
         except Exception as exc:  # noqa: BLE001
             problems.append(f"responder: {exc}")
+        if self.agent is not None:
+            self.agent.close()
         if self.lock is not None:
             self.lock.release()
         self.session.close()
@@ -292,11 +296,11 @@ class DeviceUnderTest:
         return max(int(i["index"]) for i in self.interfaces) + 1000
 
     def table(self) -> tuple[Neighbor, ...]:
-        """The device's whole readable table (one agent call where AF_UNSPEC reads work)."""
+        """The device's whole readable table (one agent call where AF_UNSPEC reads work; one
+        round trip for the families' reads in serve mode where it does not)."""
         assert self.agent is not None
         entries: list[Neighbor] = []
-        for family in self.read_families:
-            part = self.agent.table(family)
+        for family, part in zip(self.read_families, self.agent.tables(self.read_families)):
             if part.status.outcome is not Outcome.SUCCESS:
                 raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
                                   f"{describe(part.status.raw, part.status.space)}")
@@ -306,20 +310,26 @@ class DeviceUnderTest:
         return self._last_table
 
     def seed(self, count: int | None = None) -> Planted:
-        """Plant every link's seeds by traffic (`count` per family per link; default --entries)
-        and wait until the device shows all of them; then make sure the standing static entries
-        are there (planted once, re-added only when a flush took them)."""
+        """Make sure the standing static entries are there (planted once, re-added only when a
+        flush took them); then plant every link's seeds by traffic (`count` per family per
+        link; default --entries) and wait until the device shows all of them. The statics go
+        first so that the seeds' verification read, the case's "before", shows them too: a
+        read of the whole table again after them cost as much as the verification itself."""
         planted = Planted()
+        t0 = time.perf_counter()
+        if not self.fingerprint.get("static_entries"):
+            current = self._last_table if self._last_table_is_current() else None
+            self._plant_statics(index(current if current is not None else self.table()))
         self._last_table = None  # entries are about to appear: no earlier read is current
         plans = {link.ifindex: (link.plan(count) if count else link.seeds) for link in self.links}
         wanted: dict[Key, str] = {}
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         for link in self.links:
             keys = {link.key(s): s.lladdr for s in plans[link.ifindex]}
             wanted.update(keys)
             self._leftovers.update(keys)  # before sending: a send that fails may have planted some
             self.seeder.send(link.target, plans[link.ifindex])
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         resends, polls = 0, 0
         last: dict = {}
 
@@ -346,23 +356,26 @@ class DeviceUnderTest:
         if not poll_until(landed, timeout=VERIFY_TIMEOUT, delay=0.01, max_delay=0.25, backoff=2):
             raise SeedingError(self._shortfall(last["missing"], len(wanted),
                                                f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
-        t2 = time.perf_counter()
         table = last["table"]
-        if self._plant_statics(table):
-            table = index(self.table())  # the case's "before" shows the statics it judges
         planted.entries = wanted
         planted.static = {k: v for link in self.links for k, v in link.statics.items() if k in table}
         planted.before = tuple(table.values())
-        planted.timings = {"seed": t1 - t0, "verify": t2 - t1, "statics": time.perf_counter() - t2}
+        planted.timings = {"statics": t1 - t0, "seed": t2 - t1, "verify": time.perf_counter() - t2}
         return planted
+
+    def _last_table_is_current(self) -> bool:
+        """No agent call since the latest table read could have changed the table."""
+        return self._last_table is not None and self.agent is not None and \
+            self.agent.mutations == self._last_table_at
 
     def _plant_statics(self, table: dict[Key, Neighbor]) -> bool:
         """Add the static entries a flush took (or the first case's); True when any call ran.
-        An agent that cannot add them is recorded once (fingerprint) and not asked again."""
+        The calls go out together (one round trip in serve mode). An agent that cannot add
+        them is recorded once (fingerprint) and not asked again."""
         if self.fingerprint.get("static_entries"):
             return False
         assert self.agent is not None
-        added = False
+        calls: list[tuple] = []
         for link in self.links:
             for (family, ifindex, address), lladdr in link.statics.items():
                 now = table.get((family, ifindex, address))
@@ -370,16 +383,16 @@ class DeviceUnderTest:
                     continue
                 self._leftovers[(family, ifindex, address)] = lladdr
                 if now is not None:  # a stale copy (another lladdr or state): replace it
-                    self.agent.delete(family, ifindex, address)
-                reply = self.agent.add(family, ifindex, address, lladdr)
-                added = True
-                if reply.outcome is not Outcome.SUCCESS:
-                    why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
-                    self.fingerprint["static_entries"] = (
-                        f"not planted: `add {family} {ifindex} {address}` returned {why}")
-                    self._leftovers.pop((family, ifindex, address), None)
-                    return True
-        return added
+                    calls.append(("delete", family, ifindex, address))
+                calls.append(("add", family, ifindex, address, lladdr))
+        for call, reply in zip(calls, self.agent.statuses(calls)):
+            if call[0] == "add" and reply.outcome is not Outcome.SUCCESS:
+                _, family, ifindex, address, _ = call
+                why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
+                self.fingerprint.setdefault("static_entries",
+                                            f"not planted: `add {family} {ifindex} {address}` returned {why}")
+                self._leftovers.pop((family, ifindex, address), None)
+        return bool(calls)
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())
@@ -408,7 +421,7 @@ class DeviceUnderTest:
         # only the harness adds entries, and it forgets that read whenever it does. A call that
         # may have changed the table since (even one abandoned half-way, e.g. by Ctrl-C: it may
         # still run on the device) makes it stale.
-        last = self._last_table if self.agent.mutations == self._last_table_at else None
+        last = self._last_table if self._last_table_is_current() else None
         present = {e.key for e in last} if last is not None else None
         groups: dict[tuple[int, int], list[str]] = {}
         for family, ifindex, address in keys:
@@ -440,7 +453,7 @@ class DeviceUnderTest:
         # The first round trusts the case's own last read (see remove).
         names = {int(i["index"]): i["name"] for i in self.interfaces}
         wanted = {(family, ifx, canonical_address(addr)) for family, ifx, addr in keys if ifx in names}
-        last = self._last_table if self.agent and self.agent.mutations == self._last_table_at else None
+        last = self._last_table if self._last_table_is_current() else None
         for _ in range(CLEANUP_ROUNDS):
             table, last = (last if last is not None else self.table()), None
             present = sorted(wanted & {e.key for e in table})
@@ -448,6 +461,7 @@ class DeviceUnderTest:
                 return
             self.cleanup_calls += 1
             result = self._delete_linux(present, names)
+            self._last_table = None  # not an agent call: the mutation count does not show it
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()

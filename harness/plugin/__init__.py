@@ -16,6 +16,7 @@ from harness.errors import UsageError
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5
 DEFAULT_ENTRIES = 32
+AGENT_MODES = ("serve", "per-call")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="this run's report directory (default: reports/<run-id>)")
     group.addoption("--lock-wait", type=float, default=30.0, metavar="S",
                     help="how long to wait for a device another run is using (default 30 s)")
+    group.addoption("--agent-mode", choices=AGENT_MODES, default="serve",
+                    help="serve: one resident agent process per device where the agent offers it "
+                         "(default); per-call: start the agent for every call")
     group.addoption("--errata", default=None, metavar="FILE",
                     help="known-issues file (default: ./errata.toml when present)")
 

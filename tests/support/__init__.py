@@ -8,7 +8,7 @@ tests.support, never from each other.
   Linux shim and the mutant agents (prefix nckA);
 - runlab: a private lab (harness.lab.private) that `neighcheck run` runs against, with the
   devices' tables and fault injection (prefix nckF);
-- windows_standin: a scripted stand-in iphlpapi.dll for the Windows agent under Wine.
+- windows_standin: a scripted iphlpapi.dll to run the Windows agent's every path under Wine.
 """
 
 from __future__ import annotations

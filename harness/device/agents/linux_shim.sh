@@ -28,6 +28,8 @@
 
 # shellcheck disable=SC2086  # unquoted expansions split ip's output and optional flags on purpose
 set -f          # word splitting is used to parse ip's output: never glob
+RP=             # serve mode: what a streamed reply puts first ("id": "ID", ); see serve_one
+STREAMING=
 NL='
 '
 ST_SUCCESS=0
@@ -62,7 +64,7 @@ json_escape() {
 
 bad_argument() {
     json_escape "$1"
-    printf '{"error": "bad-argument", "detail": "%s"}\n' "$ESC"
+    printf '{%s"error": "bad-argument", "detail": "%s"%s}\n' "$RP" "$ESC" "${STREAMING:+, \"exit\": 2}"
     exit 2
 }
 
@@ -312,29 +314,39 @@ verb_info() {
     if is_admin; then _admin=true; else _admin=false; fi
     json_escape "$_kernel"; _kernel=$ESC
     json_escape "$_host"
-    printf '{"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "%s", "hostname": "%s", "admin": %s, "ip": "%s"}\n' \
-        "$_kernel" "$ESC" "$_admin" "$IPFLAVOUR"
+    # serve is offered when the harness runs this text as its built-in agent (`sh -c TEXT
+    # neighcheck-agent`): a program that wraps the shim and passes `info` through (a vendor's
+    # wrapper, the test mutants) must not claim a serve mode that would bypass it.
+    _serve=
+    [ "${0##*/}" != neighcheck-agent ] || _serve=', "serve": true'
+    printf '{"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "%s", "hostname": "%s", "admin": %s, "ip": "%s"%s}\n' \
+        "$_kernel" "$ESC" "$_admin" "$IPFLAVOUR" "$_serve"
 }
 
-print_table_status() { printf '{"status": %s, "status_space": "ntstatus", "entries": []}\n' "$1"; }
+print_table_status() { printf '{%s"status": %s, "status_space": "ntstatus", "entries": []}\n' "$RP" "$1"; }
 
 # Table lines look like
 #   ADDR dev NAME [lladdr LL] [router] [proxy] [extern_learn] [protocol P] [STATE]
 # with no STATE for NUD_NONE. The awk program and table_entries_sh must print byte-identical
-# JSON. awk reads ip's output straight from the pipe and buffers the entries, so that a
-# failed dump (the marker line "!ip-failed") prints nothing and can be retried.
+# JSON. One `ip -o -batch` run prints the links first ("3: eth1@if7: <...> ...", for the
+# names' indexes), then the neighbors: one process per read (a separate `ip link show` was a
+# second one). A link line's first word is digits and a colon; no address is that.
+TABLE_BATCH='link show
+neigh show nud all'
+# Bytes of ip output up to which the table is parsed in sh: below that an awk process costs
+# more than the shell's loop (env NECK_SHIM_AWK_FROM overrides it; the tests force each path).
+AWK_FROM=${NECK_SHIM_AWK_FROM:-4096}
 TABLE_AWK='
 BEGIN {
-    n = split(ENVIRON["NECK_LINKMAP"], words, " ")
-    for (i = 1; i <= n; i++) {
-        eq = index(words[i], "=")
-        idx[substr(words[i], 1, eq - 1)] = substr(words[i], eq + 1)
-    }
     split("INCOMPLETE REACHABLE STALE DELAY PROBE FAILED NOARP PERMANENT", names, " ")
     for (i in names) st[names[i]] = tolower(names[i])
     count = 0
 }
-$1 == "!ip-failed" { failed = 1; next }
+$1 ~ /^[0-9]+:$/ {
+    name = $2; sub(/:$/, "", name); sub(/@.*/, "", name)
+    idx[name] = substr($1, 1, length($1) - 1)
+    next
+}
 NF > 0 {
     # ip prints "dev NAME" and "lladdr LL" first: read them directly, loop over the rest
     if ($2 == "dev") { dev = $3; i = 4 } else { dev = ""; i = 2 }
@@ -353,12 +365,34 @@ NF > 0 {
         ", \"state\": \"" state "\", \"router\": " router "}"
 }
 END {
-    if (failed) exit 3
-    printf "{\"status\": 0, \"status_space\": \"ntstatus\", \"entries\": ["
+    printf "{%s\"status\": 0, \"status_space\": \"ntstatus\", \"entries\": [", ENVIRON["NECK_RP"]
     if (count) printf "%s", out[1]
     for (i = 2; i <= count; i++) printf ", %s", out[i]
     printf "]}\n"
 }'
+
+# table_from_batch_sh TEXT: the reply for `ip -o -batch` output, parsed in sh
+table_from_batch_sh() {
+    LINKMAP=' ' _neigh=''
+    _oifs=$IFS IFS=$NL
+    for _line in $1; do
+        case ${_line%% *} in
+            *[!0-9]*: | :) ;;
+            *:)
+                IFS=' '
+                set -- $_line
+                IFS=$NL
+                _name=${2%:}
+                LINKMAP="$LINKMAP${_name%%@*}=${1%:} "
+                continue ;;
+        esac
+        _neigh=$_neigh$_line$NL
+    done
+    IFS=$_oifs
+    printf '{%s"status": 0, "status_space": "ntstatus", "entries": [' "$RP"
+    table_entries_sh "$_neigh"
+    printf ']}\n'
+}
 
 table_entries_sh() {
     _sep=
@@ -413,17 +447,19 @@ verb_table() {
     need_args $# 1 table FAMILY
     parse_family "$1"
     family_flag "$FAMILY" print_table_status || return 0
-    load_links || { print_table_status $ST_UNSUCCESSFUL; return; }
     _try=1
     while :; do
-        if [ -z "${NECK_SHIM_NO_AWK-}" ] && command -v awk >/dev/null 2>&1; then
-            # only stdout reaches awk: a warning on stderr must not become an entry
-            { ip $IPFAM neigh show nud all || echo '!ip-failed'; } |
-                NECK_LINKMAP=$LINKMAP awk "$TABLE_AWK" && return
-        elif _neigh=$(ip $IPFAM neigh show nud all); then
-            printf '{"status": 0, "status_space": "ntstatus", "entries": ['
-            table_entries_sh "$_neigh"
-            printf ']}\n'
+        # only stdout is parsed: a warning on stderr must not become an entry
+        if _out=$(ip -o $IPFAM -batch - <<EOF
+$TABLE_BATCH
+EOF
+); then
+            if [ ${#_out} -lt "$AWK_FROM" ] || [ -n "${NECK_SHIM_NO_AWK-}" ] ||
+                    ! command -v awk >/dev/null 2>&1; then
+                table_from_batch_sh "$_out"
+            else
+                printf '%s\n' "$_out" | NECK_RP=$RP awk "$TABLE_AWK"
+            fi
             return
         fi
         [ $_try -lt $ATTEMPTS ] || break
@@ -451,10 +487,11 @@ verb_flush() {
         _scope="dev $LINKNAME"
     fi
     is_admin || { print_status $ST_ACCESS_DENIED; return; }
+    clock_us; _t0=$US
     _try=1
     while :; do
         # no nud filter: ip's default flush keeps PERMANENT and NOARP (see the top)
-        _msg=$(ip $IPFAM neigh flush $_scope 2>&1) && { print_status $ST_SUCCESS; return; }
+        _msg=$(ip $IPFAM neigh flush $_scope 2>&1) && { print_timed_status "$_t0" $ST_SUCCESS; return; }
         case $_msg in
             *"Flush not complete"* | *"Flush terminated"* | *"Dump was interrupted"*)
                 [ $_try -lt $ATTEMPTS ] && { _try=$((_try + 1)); continue; } ;;
@@ -462,7 +499,7 @@ verb_flush() {
         break
     done
     ip_failure_status "$_msg" $ST_UNSUCCESSFUL
-    print_status "$STATUS" "$_msg"
+    print_timed_status "$_t0" "$STATUS" "$_msg"
 }
 
 # Checks shared by add and delete: FAMILY, IFINDEX, ADDRESS -> IPFAM, LINKNAME, LINKMAC
@@ -704,22 +741,126 @@ maybe_spelled_otherwise() {
     return 0
 }
 
+# ---------------------------------------------------------------- device-side timing
+
+# clock_us [SOURCE] -> US: a microsecond clock reading ("" when there is none) and CLOCK, its
+# source; pass the first reading's CLOCK to the second so both come from one clock.
+# /proc/timer_list's "now at N nsecs" line is the kernel's monotonic clock, read without a
+# fork (root only; containers may mask it); `date +%s%N` forks, and on a loaded host that
+# fork costs milliseconds that would land inside the measurement.
+clock_us() {
+    US=
+    if [ "${1:-timer}" = timer ] && { read -r _ && read -r _ && read -r _ _ _ns _; } 2>/dev/null </proc/timer_list; then
+        CLOCK=timer
+    elif [ "${1:-date}" = date ]; then
+        _ns=$(date +%s%N 2>/dev/null) CLOCK=date
+    else
+        return
+    fi
+    case $_ns in
+        '' | *[!0-9]*) CLOCK=none ;;   # e.g. a date without %N
+        *) US=${_ns%???} ;;
+    esac
+}
+
+# print_timed_status T0 CODE [DETAIL]: print_status with "elapsed_us" since T0 (clock_us)
+print_timed_status() {
+    _t0=$1
+    shift
+    if [ -n "$_t0" ] && clock_us "$CLOCK" && [ -n "$US" ]; then
+        print_status "$1" "${2-}" "\"elapsed_us\": $((US - _t0))"
+    else
+        print_status "$@"
+    fi
+}
+
+# ---------------------------------------------------------------- serve (protocol extension)
+
+# serve: requests on stdin, one per line, "[@ID ]VERB ARGS..."; one JSON object per line on
+# stdout for each, with "id": "ID" when the request had one and "exit": N where a run of
+# its own would have exited N (a bad argument: 2); until EOF. The shim is parsed once per
+# session. Each request runs in a command substitution: a bad argument's `exit` ends only
+# that request, no variable leaks into the next one, and every byte the verb or its ip and
+# awk children print is collected before the reply line is written (one write per reply).
+# stdin is the request stream: no verb may read it, so verbs get /dev/null.
+verb_serve() {
+    need_args $# 0 serve ''
+    while IFS= read -r _line || [ -n "$_line" ]; do
+        serve_one "$_line"
+    done
+}
+
+serve_one() {
+    _req=$1 _id=
+    case $_req in
+        @*) _id=${_req%%[ 	]*} _req=${_req#"$_id"} _id=${_id#@} ;;
+    esac
+    case $_id in
+        *[!A-Za-z0-9_.-]*)
+            json_escape "$_id"
+            printf '{"error": "bad-argument", "detail": "a request id may only contain [A-Za-z0-9_.-], got %s", "exit": 2}\n' "$ESC"
+            return ;;
+    esac
+    set -- $_req
+    if [ $# -eq 0 ] && [ -z "$_id" ]; then
+        return   # a blank line is no request
+    fi
+    if [ "$1" = table ]; then
+        # The one verb whose reply can be megabytes (8 MB at 65k entries, where collecting it
+        # first cost more than the dump): written as it is made, its printers putting in the
+        # id (RP) and, for a bad argument, the exit (STREAMING).
+        ( RP=${_id:+"\"id\": \"$_id\", "} STREAMING=1 SERVING=1; dispatch "$@" ) </dev/null
+        return
+    fi
+    _out=$(SERVING=1 dispatch "$@" </dev/null)
+    _rc=$?
+    case $_out in
+        '{'*'}') ;;
+        *)
+            json_escape "$_out"
+            _out="{\"error\": \"no-reply\", \"detail\": \"the verb printed no JSON object: $ESC\"}"
+            [ $_rc -ne 0 ] || _rc=1 ;;
+    esac
+    _pre=${_id:+"\"id\": \"$_id\", "}
+    [ $_rc -eq 0 ] || _pre="$_pre\"exit\": $_rc, "
+    if [ -z "$_pre" ]; then
+        printf '%s\n' "$_out"
+    elif [ "$_out" = '{}' ]; then
+        printf '{%s}\n' "${_pre%, }"
+    else
+        printf '{%s%s\n' "$_pre" "${_out#\{}"
+    fi
+}
+
+# ping: the no-op verb of serve mode (a round trip and nothing else)
+verb_ping() {
+    need_args $# 0 ping ''
+    printf '{"pong": true}\n'
+}
+
 # ---------------------------------------------------------------- dispatch
 
-[ $# -ge 1 ] || bad_argument "no verb given"
-_verb=$1
-case $_verb in
-    interfaces | stacks | info | table | flush | add | delete) ;;
-    *) bad_argument "unknown verb '$_verb'" ;;
-esac
-shift
-case $_verb in
-    interfaces) verb_interfaces "$@" ;;
-    stacks) verb_stacks "$@" ;;
-    info) verb_info "$@" ;;
-    table) verb_table "$@" ;;
-    flush) verb_flush "$@" ;;
-    add) verb_add "$@" ;;
-    delete) verb_delete "$@" ;;
-esac
+dispatch() {
+    [ $# -ge 1 ] || bad_argument "no verb given"
+    _verb=$1
+    case $_verb in
+        interfaces | stacks | info | table | flush | add | delete | ping) ;;
+        serve) [ -z "${SERVING-}" ] || bad_argument "serve cannot be asked for inside serve" ;;
+        *) bad_argument "unknown verb '$_verb'" ;;
+    esac
+    shift
+    case $_verb in
+        interfaces) verb_interfaces "$@" ;;
+        stacks) verb_stacks "$@" ;;
+        info) verb_info "$@" ;;
+        table) verb_table "$@" ;;
+        flush) verb_flush "$@" ;;
+        add) verb_add "$@" ;;
+        delete) verb_delete "$@" ;;
+        ping) verb_ping "$@" ;;
+        serve) verb_serve "$@" ;;
+    esac
+}
+
+dispatch "$@"
 exit 0
