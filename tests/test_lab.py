@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.netns import sysctl_path, lab_sysctls
+from harness.lab.netns import lab_sysctls
+from harness.lab.sysctls import sysctl_path
 from harness.lab.private import LabDevice, LabLink, PrivateLab
 from tests.support import NEIGHCHECK, needs_root
 from tests.support.netns import namespaces

@@ -18,6 +18,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pytest
 
 from tests.support import SHIM
 from tests.support.netns import TIMEOUT, ip_json, links_by_name, run
-from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, IP,
+from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, IP, NOBODY, changes, env_with,
                                    KEPT_BY_FLUSH, NOT_FOUND, NOT_SUPPORTED, SUCCESS, UNSUCCESSFUL, Key,
                                    Row, Seed, ShimLab, assert_flush_effect, assert_unchanged,
                                    flush_removes, kernel_table, shim, shim_argv, shim_run, standard_seeds)
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.lab
 
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
 BUSYBOX_SH = (shutil.which("busybox") or "busybox", "sh")
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def untimed(reply: dict) -> dict:
@@ -66,10 +66,6 @@ def delete_results(reply: dict) -> dict[str, int]:
     results = {r["address"]: r["status"] for r in reply["results"]}
     assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
     return results
-
-
-def env_with(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}
 
 
 # --------------------------------------------------------------------------- read verbs
@@ -123,7 +119,7 @@ def test_stacks(shim_lab):
 def test_info_fingerprint_and_admin(shim_lab):
     reply = shim(shim_lab.dev, "info")
     assert reply == {"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": platform.release(),
-                     "hostname": socket.gethostname(), "admin": True, "serve": True}
+                     "hostname": socket.gethostname(), "admin": True, "ip": "iproute2", "serve": True}
     assert shim(shim_lab.dev, "info", as_user=NOBODY)["admin"] is False
 
 
@@ -608,6 +604,59 @@ def test_every_verb_under_busybox_sh(seeded, busybox_awk_path):
     assert shim(ns, "flush", AF_UNSPEC, eth2, **bb)["status"] == SUCCESS
     assert_flush_effect(before, kernel_table(ns), AF_UNSPEC, eth2)
     assert shim_run(ns, "flush", "x", "0", **bb).returncode == 2
+
+
+@pytest.fixture
+def busybox_only_path():
+    """A PATH of busybox applets and nothing else: busybox's sh, awk and ip, no iproute2, as on
+    an OpenWrt or Yocto image (busybox ip has no -j, no -batch, no `neigh replace|del`).
+    Not under tmp_path: the unprivileged account must reach it."""
+    busybox = shutil.which("busybox")
+    if not busybox:
+        pytest.skip("busybox is not installed (scripts/install-deps installs it)")
+    d = Path(tempfile.mkdtemp(prefix="nckA-busybox-"))
+    d.chmod(0o755)
+    for name in run(busybox, "--list").stdout.split():
+        (d / name).symlink_to(busybox)
+    yield str(d)
+    shutil.rmtree(d)
+
+
+def test_every_verb_with_busybox_ip_and_no_iproute2(seeded, busybox_only_path):
+    ns = seeded.dev
+    bb = dict(shell=(f"{busybox_only_path}/sh",), env={"PATH": busybox_only_path})
+    assert shim(ns, "info", **bb)["ip"] == "busybox" and shim(ns, "info")["ip"] == "iproute2"
+    for verb in ("interfaces", "stacks"):
+        assert shim(ns, verb, **bb) == shim(ns, verb)
+    for family in (AF_UNSPEC, AF_INET, AF_INET6):
+        assert shim_table(ns, family, **bb) == kernel_table(ns, family)
+    # flush: every scope, judged against the kernel as for iproute2
+    eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
+    for family, ifindex in ((AF_INET, eth1), (AF_INET6, eth2), (AF_UNSPEC, eth1), (AF_UNSPEC, 0)):
+        seeded.fill(ns, standard_seeds())
+        before = kernel_table(ns)
+        assert shim(ns, "flush", family, ifindex, **bb) == {"status": SUCCESS, "status_space": "ntstatus"}
+        assert_flush_effect(before, kernel_table(ns), family, ifindex)
+        assert flush_removes(before, family, ifindex)
+    assert shim(ns, "flush", AF_INET, seeded.missing_ifindex(ns), **bb)["status"] == NOT_FOUND
+    # add: IPv4 through busybox arp (a permanent entry); IPv6 cannot be added, and says so
+    assert shim(ns, "add", AF_INET, eth1, "198.51.100.81", "02:00:5e:01:00:51", **bb) == {"status": SUCCESS}
+    assert kernel_table(ns)[(AF_INET, eth1, "198.51.100.81")] == Row("02:00:5e:01:00:51", "permanent", False)
+    before = kernel_table(ns)
+    reply = shim(ns, "add", AF_INET6, eth1, "2001:db8:1::81", "02:00:5e:01:00:51", **bb)
+    assert reply["status"] is None and reply["error"] == "not-supported" and "IPv6" in reply["detail"]
+    assert_unchanged(before, kernel_table(ns))
+    # delete: an exact flush of the one address, permanent or not; an absent one is NOT_FOUND
+    seeded.fill(ns, standard_seeds())
+    for family, address in ((AF_INET, "198.51.100.81"), (AF_INET6, "2001:db8:1::c"), (AF_INET6, "2001:db8:1::a")):
+        before = kernel_table(ns)
+        assert shim(ns, "delete", family, eth1, address, **bb) == {"status": SUCCESS}
+        after = kernel_table(ns)
+        assert changes(before, after) == ({(family, eth1, address)}, set())
+        assert shim(ns, "delete", family, eth1, address, **bb)["status"] == NOT_FOUND
+    nobody = [shutil.which("setpriv") or "/usr/bin/setpriv", *NOBODY[1:]]  # not busybox's setpriv
+    assert shim(ns, "add", AF_INET, eth1, "198.51.100.82", "02:00:5e:01:00:52", as_user=nobody,
+                **bb)["status"] == ACCESS_DENIED
 
 
 # --------------------------------------------------------------------------- speed

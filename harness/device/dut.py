@@ -7,13 +7,13 @@ and closed whatever happens; closing removes everything the harness planted on t
 
 from __future__ import annotations
 
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.contract.clauses import AF_INET, AF_INET6
-from harness.contract.clauses import FAMILY_NAMES, STACK_NAME, STACK_OF
+from harness.contract.clauses import AF_INET, AF_INET6, MAX_ENTRIES, STACK_NAME, STACK_OF
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
@@ -22,16 +22,21 @@ from harness.device.agent import Agent, MultiDeleteRefused, gone, make_agent
 from harness.device.dialect import Dialect, dialect_for
 from harness.device.lock import DeviceLock, device_lock
 from harness.contract.protocol import Key, Neighbor, canonical_address
-from harness.errors import DeviceError, NeighcheckError, SeedingError
+from harness.errors import DeviceError, NeighcheckError, SeedingError, UsageError
 from harness.inventory import Device, Inventory, TestLink
 from harness.ssh import SshSession
 from harness.traffic.responder import Responder
-from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds, static_plan
+from harness.traffic.seeding import (LinkTarget, SeedEntry, Seeder, address_plan, link_target, missing_seeds,
+                                     check_plan, seed_pools, static_plan)
 from harness.waits import poll_until
 
 VERIFY_TIMEOUT = 5.0
 CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries (Linux)
 RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
+# Cleanup where `ip` is busybox's: stdin lines "FAMILYFLAG ADDRESS INTERFACE"; its flush
+# prints what it removed on stdout (dropped), errors on stderr.
+BUSYBOX_DELETE = ('while read -r f a d; do ip "$f" neigh flush to "$a" dev "$d" nud all >/dev/null '
+                  '|| exit 1; done')
 
 
 @dataclass
@@ -50,6 +55,11 @@ class LinkUnderTest:
 
     def plan(self, count: int) -> list[SeedEntry]:
         return address_plan(self.slot, count, self.target)
+
+    @property
+    def capacity(self) -> int:
+        """The largest plan its seed pools hold (per family)."""
+        return min((p.capacity for p in seed_pools(self.slot, self.target).values()), default=MAX_ENTRIES)
 
     def key(self, seed: SeedEntry) -> Key:
         return (seed.family, self.ifindex, seed.address)  # plans hold canonical addresses
@@ -131,7 +141,8 @@ class DeviceUnderTest:
         self.links = [self._resolve(link, slot) for slot, link in enumerate(self.device.links)]
         self.responder = Responder(self.inventory.test_interfaces)
         for link in self.links:  # the largest plan: the smaller ones are its first entries
-            self.responder.serve(link.target, link.plan(max(self.entries_per_family, self.scale_entries)))
+            largest = min(max(self.entries_per_family, self.scale_entries), link.capacity)
+            self.responder.serve(link.target, link.plan(largest))
         self.responder.start()
         return self
 
@@ -164,6 +175,15 @@ class DeviceUnderTest:
         """Some test link has `family` planted or expected (its stack exists on the device)."""
         return any(family in link.families or family in link.unplanted for link in self.links)
 
+    def too_small_for(self, count: int) -> str | None:
+        """Why some test link cannot hold `count` seeds per family (its pool), or None."""
+        for link in self.links:
+            try:
+                check_plan(link.slot, count, link.target)
+            except UsageError as exc:
+                return str(exc)
+        return None
+
     def readable(self, family: int) -> bool:
         return 0 in self.read_families or family in self.read_families
 
@@ -192,11 +212,7 @@ class DeviceUnderTest:
                 unplanted[family] = f"{where}: the inventory gives no device_{'v4' if family == AF_INET else 'v6'} for the link"
             else:
                 usable[family] = address
-        v4, v6 = usable.get(AF_INET), usable.get(AF_INET6)
-        target = LinkTarget(harness_if=link.harness_if, device_mac=mac.lower(),
-                            device_v4=str(v4.ip) if v4 else None,
-                            device_v6=str(v6.ip) if v6 else None,
-                            v6_network=str(v6.network) if v6 else None)
+        target = link_target(link, mac, ipv4=AF_INET in usable, ipv6=AF_INET6 in usable, device=self.device.name)
         ifindex = int(iface["index"])
         seeds = address_plan(slot, self.entries_per_family, target)
         statics = {(e.family, ifindex, e.address): e.lladdr for e in static_plan(slot, target)}
@@ -443,9 +459,8 @@ class DeviceUnderTest:
             present = sorted(wanted & {e.key for e in table})
             if not present:
                 return
-            lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
             self.cleanup_calls += 1
-            result = self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
+            result = self._delete_linux(present, names)
             self._last_table = None  # not an agent call: the mutation count does not show it
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
@@ -456,6 +471,18 @@ class DeviceUnderTest:
         raise DeviceError(f"device {self.device.name!r}: cleanup failed: {len(present)} planted entries "
                           f"still on the device after {CLEANUP_ROUNDS} rounds, e.g. "
                           f"{', '.join(a for _, _, a in present[:3])}")
+
+    def _delete_linux(self, present: list[Key], names: dict[int, str]):
+        """One command deletes them all: `ip -batch` (stops at its first failure), or where
+        `ip` is busybox's (no -batch, no `neigh del`) a loop that flushes each exact address,
+        stopping the same way."""
+        if self.fingerprint.get("ip") == "busybox":
+            lines = "".join(f"{'-4' if fam == AF_INET else '-6'} {addr} {names[ifx]}\n"
+                            for fam, ifx, addr in present)
+            return self.session.run(become.as_admin(self.device, f"sh -c {shlex.quote(BUSYBOX_DELETE)}"),
+                                    stdin=lines.encode())
+        lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
+        return self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
 
     def _delete_chunks(self, family: int, ifindex: int, addresses: list[str]) -> list[list[str]]:
         """The addresses split so that each `delete` command line fits the device's shell."""

@@ -15,6 +15,7 @@ from harness.errors import UsageError
 
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5
+DEFAULT_ENTRIES = 32
 AGENT_MODES = ("serve", "per-call")
 
 
@@ -24,8 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inventory file (default: ./devices.toml)")
     group.addoption("--device", action="append", default=[], metavar="NAME",
                     help="run only this device (repeatable; default: all)")
-    group.addoption("--entries", type=int, default=32, metavar="N",
-                    help="seeded entries per family per test link (default 32)")
+    group.addoption("--entries", type=int, default=DEFAULT_ENTRIES, metavar="N",
+                    help=f"seeded entries per family per test link (default {DEFAULT_ENTRIES})")
     group.addoption("--scale-entries", type=int, default=1024, metavar="N",
                     help="seeded entries per family per test link in the scale cases (default 1024; 0: no scale cases)")
     group.addoption("--settle", type=float, default=DEFAULT_SETTLE, metavar="S",

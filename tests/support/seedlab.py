@@ -9,6 +9,7 @@ their sockets); the device end lives in namespace nckB-<token> with an IPv4 /24 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from harness.contract.clauses import AF_INET, AF_INET6
 from harness.contract.protocol import parse_neighbor
+from harness.lab import sysctls
 from harness.traffic.seeding import LinkTarget
 from tests.support.netns import carrier, ip_json, links_by_name, remove_netns, run
 from tests.support.waits import wait_for
@@ -99,19 +101,17 @@ def seed_lab(tag: str = "") -> Iterator[SeedLab]:
 @contextlib.contextmanager
 def host_sysctls_at_least(minimums: dict[str, int]) -> Iterator[None]:
     """Raise host-global sysctls (paths under /proc/sys) that are below `minimums`, in the
-    order given, and restore the exact values read, in reverse order. Values already high
-    enough (another run may have raised them) are left alone."""
-    originals: dict[str, str] = {}
+    order given, while the block runs. Through the host's registry (harness.lab.sysctls), so a
+    lab that is up meanwhile is never left with the values restored under it."""
+    names = {str(Path(path).relative_to(sysctls.SYSCTL_ROOT)).replace("/", "."): value
+             for path, value in minimums.items()}
+    user = Path(tempfile.mkdtemp(prefix="nckB-sysctls-"))
     try:
-        for path, minimum in minimums.items():
-            current = Path(path).read_text().strip()
-            if int(current) < minimum:
-                originals[path] = current
-                Path(path).write_text(str(minimum))
+        sysctls.raise_for(user, names)
         yield
     finally:
-        for path in reversed(list(originals)):
-            Path(path).write_text(originals[path])
+        sysctls.release(user)
+        user.rmdir()
 
 
 def neigh_gc_room(entries_per_family: int) -> contextlib.AbstractContextManager[None]:

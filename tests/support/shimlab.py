@@ -11,6 +11,7 @@ in tests/conftest.py.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -207,3 +208,10 @@ def shim(ns: str, *args: object, env: dict[str, str] | None = None, **kw) -> dic
     lines = proc.stdout.splitlines()
     assert len(lines) == 1, f"shim {args} printed {len(lines)} lines: {proc.stdout[:300]!r}"
     return json.loads(lines[0])
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]  # a caller without rights
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}

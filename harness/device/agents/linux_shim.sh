@@ -2,8 +2,12 @@
 # neighcheck Linux agent shim: agent protocol v1 (DESIGN.md section 2a) over iproute2.
 #
 # Run as  sh -c '<this text>' neighcheck-agent VERB ARGS...   or   sh linux_shim.sh VERB ARGS...
-# POSIX sh only (dash, busybox sh); needs `ip` (iproute2); uses awk when present (fast path,
-# env NECK_SHIM_NO_AWK=1 forces the pure-sh path; both print the same JSON).
+# POSIX sh only (dash, busybox sh); needs `ip`: iproute2's, or busybox's (as on OpenWrt or
+# Yocto images), which has no `neigh replace|del`: there `add` falls back to busybox `arp -s`
+# (IPv4 only; an IPv6 add answers {"status": null, "error": "not-supported"}) and `delete`
+# to `ip neigh flush to ADDR`. Only ip's text output is parsed (busybox ip has no -j).
+# Uses awk when present (fast path, env NECK_SHIM_NO_AWK=1 forces the pure-sh path; both
+# print the same JSON).
 # Prints one JSON object and exits 0; a malformed argument prints
 # {"error": "bad-argument", ...} and exits 2. Families use Windows numbers (0, 2, 23);
 # status codes are NTSTATUS as unsigned decimal.
@@ -222,7 +226,7 @@ ip_failure_status() {
     case $1 in
         *"Operation not permitted"*) STATUS=$ST_ACCESS_DENIED ;;
         *"No such file or directory"* | *"No such device"*) STATUS=$ST_NOT_FOUND ;;
-        *"is expected rather than"* | *"Invalid argument"* | *"Invalid link address"*)
+        *"is expected rather than"* | *"Invalid argument"* | *"Invalid link address"* | *"invalid hardware address"*)
             STATUS=$ST_INVALID_PARAMETER ;;
         *) STATUS=$2 ;;
     esac
@@ -283,8 +287,27 @@ verb_stacks() {
     printf '{"ipv4": %s, "ipv6": %s}\n' $_v4 $_v6
 }
 
+# ip_flavour -> IPFLAVOUR: iproute2, busybox or missing (busybox ip has no -V: it prints usage)
+ip_flavour() {
+    case $(ip -V 2>&1) in
+        *iproute2*) IPFLAVOUR=iproute2 ;;
+        *BusyBox*) IPFLAVOUR=busybox ;;
+        *) if command -v ip >/dev/null 2>&1; then IPFLAVOUR=unknown; else IPFLAVOUR=missing; fi ;;
+    esac
+}
+
+# is_busybox_refusal MESSAGE: busybox ip does not know `neigh replace|del` (iproute2 never
+# words an error this way: it says 'Command "x" is unknown')
+is_busybox_refusal() {
+    case $1 in
+        *"invalid argument 'replace'"* | *"invalid argument 'del'"*) return 0 ;;
+    esac
+    return 1
+}
+
 verb_info() {
     need_args $# 0 info ''
+    ip_flavour
     _kernel='' _host=''
     read -r _kernel 2>/dev/null </proc/sys/kernel/osrelease || _kernel=$(uname -r 2>/dev/null)
     read -r _host 2>/dev/null </proc/sys/kernel/hostname || _host=$(uname -n 2>/dev/null)
@@ -296,8 +319,8 @@ verb_info() {
     # wrapper, the test mutants) must not claim a serve mode that would bypass it.
     _serve=
     [ "${0##*/}" != neighcheck-agent ] || _serve=', "serve": true'
-    printf '{"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "%s", "hostname": "%s", "admin": %s%s}\n' \
-        "$_kernel" "$ESC" "$_admin" "$_serve"
+    printf '{"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": "%s", "hostname": "%s", "admin": %s, "ip": "%s"%s}\n' \
+        "$_kernel" "$ESC" "$_admin" "$IPFLAVOUR" "$_serve"
 }
 
 print_table_status() { printf '{%s"status": %s, "status_space": "ntstatus", "entries": []}\n' "$RP" "$1"; }
@@ -506,7 +529,11 @@ entry_target() {
 
 run_entry_command() {
     # "to" makes ip read the next word as the address, never as a keyword
-    _msg=$(ip "$@" 2>&1) && { print_status $ST_SUCCESS; return; }
+    run_entry_command_with ip "$@"
+}
+
+run_entry_command_with() {
+    _msg=$("$@" 2>&1) && { print_status $ST_SUCCESS; return; }
     ip_failure_status "$_msg" $ST_UNSUCCESSFUL
     print_status "$STATUS" "$_msg"
 }
@@ -529,7 +556,29 @@ verb_add() {
             [ "$N" = "$_want" ] || { print_status $ST_INVALID_PARAMETER "link-layer address length differs from $LINKNAME's"; return; }
         fi
     fi
-    run_entry_command $IPFAM neigh replace to "$_addr" lladdr "$_ll" dev "$LINKNAME" nud permanent
+    _msg=$(ip $IPFAM neigh replace to "$_addr" lladdr "$_ll" dev "$LINKNAME" nud permanent 2>&1) &&
+        { print_status $ST_SUCCESS; return; }
+    if is_busybox_refusal "$_msg"; then
+        add_busybox "$_addr" "$_ll"
+        return
+    fi
+    ip_failure_status "$_msg" $ST_UNSUCCESSFUL
+    print_status "$STATUS" "$_msg"
+}
+
+# busybox ip cannot add entries: busybox arp can (IPv4, ATF_PERM: a PERMANENT entry)
+add_busybox() {
+    if [ "$FAMILY" = 23 ]; then
+        printf '{"status": null, "error": "not-supported", "detail": "%s"}\n' \
+            "busybox ip cannot add IPv6 neighbor entries (iproute2 ip neigh replace is missing)"
+        return
+    fi
+    if ! command -v arp >/dev/null 2>&1; then
+        printf '{"status": null, "error": "not-supported", "detail": "%s"}\n' \
+            "busybox ip cannot add neighbor entries and arp is missing"
+        return
+    fi
+    run_entry_command_with arp -i "$LINKNAME" -s "$1" "$2"
 }
 
 # delete FAMILY IFINDEX ADDRESS [ADDRESS ...]: several addresses in one call (a protocol
@@ -554,6 +603,23 @@ verb_delete() {
     for _a; do
         if address_fits "$_a"; then _todo="$_todo$_a$NL"; else RES_BAD="$RES_BAD $_a"; failed $ST_INVALID_PARAMETER "$R"; fi
     done
+    ip_flavour
+    if [ "$IPFLAVOUR" = busybox ]; then
+        # busybox ip has no -batch and no `neigh del`: flush exactly each address (a full-length
+        # prefix; permanent entries too), one at a time
+        for _a in $_todo; do
+            if [ -z "$(ip $IPFAM neigh show to "$_a" dev "$LINKNAME" nud all 2>/dev/null)" ]; then
+                RES_NF="$RES_NF $_a"
+            elif _msg=$(ip $IPFAM neigh flush to "$_a" dev "$LINKNAME" nud all 2>&1); then
+                RES_OK="$RES_OK $_a"
+            else
+                ip_failure_status "$_msg" $ST_UNSUCCESSFUL
+                RES_ODD="$RES_ODD $STATUS=$_a"
+                failed "$STATUS" "$_msg"
+            fi
+        done
+        _todo=''
+    fi
     replace_all "$LINKNAME" % %%
     _dev=$R   # in a printf format
     _try=1
