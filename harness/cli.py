@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--settle", type=float, default=None, metavar="S",
                      help="settle window before durable effects are judged (default 0.5 s; 0: off)")
     run.add_argument("--errata", default=None, metavar="FILE", help="known-issues file (default: ./errata.toml)")
+    run.add_argument("--agent-mode", choices=("serve", "per-call"), default=None,
+                     help="serve (default): one resident agent process per device where the agent "
+                          "offers it; per-call: start the agent for every call")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     run.set_defaults(func=cmd_run)
 

@@ -14,6 +14,7 @@ from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
+from harness.traffic.seeding import link_target, seed_pools
 from harness.traffic.capability import raw_socket_problem
 
 IFF_UP = 0x1
@@ -72,6 +73,8 @@ def check_device(device: Device, inventory: Inventory) -> Check:
                               if isinstance(v, int) and not isinstance(v, bool))
             check.facts["families"] = ("not reported per interface" + (f" (GetIpInterfaceTable: {codes})" if codes else "")
                                        + "; the device's stacks are assumed on every interface")
+        _userland(check, device, session, info)
+        _seed_pools(check, device, stacks, interfaces)
         for link in device.links:
             iface = find_interface(device, interfaces, link.device_if)
             if iface is None:
@@ -101,6 +104,46 @@ def check_device(device: Device, inventory: Inventory) -> Check:
         session.close()
     check_raw_sockets(device, check)
     return check
+
+
+# What the device's userland lacks, each said in one line (issue 14: busybox-only devices).
+IP_FLAVOURS = {
+    "busybox": "busybox ip (no iproute2): IPv6 static entries cannot be added (OBS-PERMANENT "
+               "observes IPv4 only, through busybox arp); cleanup deletes entry by entry",
+}
+NO_FLOCK = ("flock is missing on the device: the harness's device lock needs it (util-linux's "
+            "flock, or a busybox built with the flock applet)")
+NO_IP = "ip is missing on the device: the Linux agent needs iproute2's or busybox's ip"
+
+
+def _userland(check: Check, device: Device, session: SshSession, info: dict) -> None:
+    if dialect_for(device, session).windows:
+        return
+    result = session.run("command -v flock >/dev/null 2>&1 && echo flock || echo none", timeout=10)
+    said = result.stdout.decode(errors="replace").split()  # a login banner may come first
+    if not said or said[-1] != "flock":
+        check.problem(NO_FLOCK)
+    if device.os != "linux" or device.agent.command:
+        return  # a vendor agent brings its own tools
+    flavour = info.get("ip")
+    if flavour == "missing":
+        check.problem(NO_IP)
+    elif flavour in IP_FLAVOURS:
+        check.facts["userland"] = IP_FLAVOURS[flavour]
+
+
+def _seed_pools(check: Check, device: Device, stacks: dict, interfaces: list[dict]) -> None:
+    """Per test link: where its seeds and static entries come from, and how many it holds."""
+    for slot, link in enumerate(device.links):
+        mac = str((find_interface(device, interfaces, link.device_if) or {}).get("mac") or "00:00:00:00:00:00")
+        target = link_target(link, mac, ipv4=stacks.get("ipv4", True), ipv6=stacks.get("ipv6", True),
+                             device=device.name)
+        try:
+            pools = seed_pools(slot, target)
+        except NeighcheckError as exc:
+            check.problem(str(exc))
+            continue
+        check.facts[f"seeds {link.device_if}"] = "; ".join(p.describe() for p in pools.values()) or "none"
 
 
 def _families(iface: dict) -> str:

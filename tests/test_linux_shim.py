@@ -3,10 +3,9 @@
 The shim runs inside our own network namespaces (prefix nckA) exactly as the harness runs it
 on a device: `sh -c '<shim text>' neighcheck-agent VERB ARGS...`. The tables are filled
 directly with `ip neigh replace` (no traffic), and every verdict is taken against the kernel
-as `ip -j` reports it, an oracle that shares no code with the shim's own parsing.
-
-The lab helpers here (ShimLab, kernel_table, the flush judgement) are also used by
-tests/test_mutants_direct.py.
+as `ip -j` reports it, an oracle that shares no code with the shim's own parsing. The lab, the
+oracle and the shim runner are in tests/support/shimlab.py (shared with
+tests/test_mutants_direct.py); the fixtures shim_lab and seeded in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,215 +26,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SHIM
+from tests.support.netns import TIMEOUT, ip_json, links_by_name, run
+from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, IP, NOBODY, changes, env_with,
+                                   KEPT_BY_FLUSH, NOT_FOUND, NOT_SUPPORTED, SUCCESS, UNSUCCESSFUL, Key,
+                                   Row, Seed, ShimLab, assert_flush_effect, assert_unchanged,
+                                   flush_removes, kernel_table, shim, shim_argv, shim_run, standard_seeds)
+
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[1]
-SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
-SHIM_TEXT = SHIM.read_text()
-
-SUCCESS = 0
-UNSUCCESSFUL = 0xC0000001
-INVALID_PARAMETER = 0xC000000D
-ACCESS_DENIED = 0xC0000022
-NOT_SUPPORTED = 0xC00000BB
-NOT_FOUND = 0xC0000225
-
-AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
-KEPT_BY_FLUSH = frozenset({"permanent", "noarp"})  # the shim's documented OBS-PERMANENT choice
-KERNEL_STATES = ("INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP", "PERMANENT")
-IP = shutil.which("ip") or "/usr/sbin/ip"  # absolute: some tests put a test double first on PATH
-DASH = shutil.which("dash") or "/bin/sh"
 BUSYBOX_SH = (shutil.which("busybox") or "busybox", "sh")
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-TIMEOUT = 30.0
 
 
-def run(*argv: str, timeout: float = TIMEOUT, check: bool = True, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(argv[:8])}` exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc
-
-
-# --------------------------------------------------------------------------- the lab
-
-@dataclass(frozen=True)
-class Seed:
-    """One entry the tests put in a device table."""
-
-    link: str
-    address: str
-    lladdr: str | None
-    state: str
-    router: bool = False
-
-    @property
-    def family(self) -> int:
-        return AF_INET6 if ":" in self.address else AF_INET
-
-
-def standard_seeds() -> list[Seed]:
-    """Per test link and family: stale, reachable, permanent and noarp entries."""
-    seeds = []
-    for n, (link, v4, v6) in enumerate((("eth1", "198.51.100", "2001:db8:1:"),
-                                        ("eth2", "203.0.113", "2001:db8:2:")), start=1):
-        for host, state in ((10, "stale"), (11, "reachable"), (12, "permanent"), (13, "noarp")):
-            mac = f"02:00:5e:{n:02x}:00:{host:02x}"
-            seeds.append(Seed(link, f"{v4}.{host}", mac, state))
-            seeds.append(Seed(link, f"{v6}:{host:x}", f"02:00:5e:{n:02x}:06:{host:02x}", state,
-                              router=(state == "stale")))
-    return seeds
-
-
-class ShimLab:
-    """Three namespaces: `dev` (eth1, eth2; IPv4 and IPv6), `nov6` (eth1; IPv6 disabled) and
-    `peer`, which holds the other ends of the veths with IPv6 disabled (no NDP/MLD noise)."""
-
-    def __init__(self, tag: str):
-        self.dev, self.nov6, self.peer = f"nckA{tag}d", f"nckA{tag}n", f"nckA{tag}p"
-        self.peer_links = {(self.dev, "eth1"): f"nckA{tag}a", (self.dev, "eth2"): f"nckA{tag}b",
-                           (self.nov6, "eth1"): f"nckA{tag}c"}
-        self.namespaces = (self.peer, self.dev, self.nov6)
-
-    def up(self) -> None:
-        self.down()  # a crashed run with the same tag may have left these behind
-        try:
-            for ns in self.namespaces:
-                run("ip", "netns", "add", ns)
-            for ns in (self.peer, self.nov6):
-                run("ip", "netns", "exec", ns, "sh", "-c",
-                    "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
-                    "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")
-            for (ns, dev_if), peer_if in self.peer_links.items():
-                run("ip", "link", "add", peer_if, "netns", self.peer, "type", "veth",
-                    "peer", "name", dev_if, "netns", ns)
-                run("ip", "-n", self.peer, "link", "set", peer_if, "up")
-                run("ip", "-n", ns, "link", "set", dev_if, "up")
-            run("ip", "-n", self.dev, "addr", "add", "198.51.100.1/24", "dev", "eth1")
-            run("ip", "-n", self.dev, "addr", "add", "203.0.113.1/24", "dev", "eth2")
-            run("ip", "-n", self.dev, "addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad")
-            run("ip", "-n", self.dev, "addr", "add", "2001:db8:2::1/64", "dev", "eth2", "nodad")
-            run("ip", "-n", self.nov6, "addr", "add", "192.0.2.1/24", "dev", "eth1")
-        except BaseException:
-            self.down()
-            raise
-
-    def down(self) -> None:
-        existing = set(run("ip", "netns", "list", check=False).stdout.split())
-        for peer_if in self.peer_links.values():
-            if self.peer in existing:
-                run("ip", "-n", self.peer, "link", "del", peer_if, check=False)
-        for ns in self.namespaces:
-            if ns in existing:
-                run("ip", "netns", "del", ns, check=False)
-
-    # --- device tables -----------------------------------------------------------------
-    def ifindex(self, ns: str, name: str) -> int:
-        return links_by_name(ns)[name]
-
-    def missing_ifindex(self, ns: str) -> int:
-        return max(links_by_name(ns).values()) + 1000
-
-    def fill(self, ns: str, seeds: list[Seed]) -> None:
-        """Puts every seed in place (replace: whatever state it was in before)."""
-        lines = []
-        for s in seeds:
-            ll = f" lladdr {s.lladdr}" if s.lladdr else ""
-            router = " router" if s.router else ""
-            lines.append(f"neigh replace {s.address}{ll} dev {s.link} nud {s.state}{router}")
-        run("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
-        table = kernel_table(ns)
-        links = links_by_name(ns)
-        for s in seeds:
-            row = table.get((s.family, links[s.link], s.address))
-            assert row is not None and row.state == s.state, f"seeding {s} failed: {row}"
-
-
-@dataclass(frozen=True)
-class Row:
-    lladdr: str | None
-    state: str
-    router: bool
-
-
-Key = tuple[int, int, str]  # (family, ifindex, address)
-
-
-def ip_json(ns: str, *args: str) -> list[dict]:
-    out = run("ip", "-j", "-n", ns, *args).stdout
-    return json.loads(out) if out.strip() else []
-
-
-def links_by_name(ns: str) -> dict[str, int]:
-    return {link["ifname"]: link["ifindex"] for link in ip_json(ns, "link", "show")}
-
-
-def kernel_table(ns: str, family: int = AF_UNSPEC) -> dict[Key, Row]:
-    """The namespace's neighbor table as `ip -j` reports it (the oracle)."""
-    links = links_by_name(ns)
-    table = {}
-    for e in ip_json(ns, "neigh", "show", "nud", "all"):
-        fam = AF_INET6 if ":" in e["dst"] else AF_INET
-        if family and fam != family:
-            continue
-        states = [s for s in e.get("state", []) if s in KERNEL_STATES]
-        state = states[-1].lower() if states else "incomplete"  # NUD_NONE: no state yet
-        table[(fam, links[e["dev"]], e["dst"])] = Row(e.get("lladdr"), state, "router" in e)
-    return table
-
-
-def in_scope(key: Key, family: int, ifindex: int) -> bool:
-    return family in (AF_UNSPEC, key[0]) and ifindex in (0, key[1])
-
-
-def flush_removes(before: dict[Key, Row], family: int, ifindex: int) -> set[Key]:
-    return {k for k, row in before.items() if in_scope(k, family, ifindex) and row.state not in KEPT_BY_FLUSH}
-
-
-def changes(before: dict[Key, Row], after: dict[Key, Row]) -> tuple[set[Key], set[Key]]:
-    """(entries gone, entries present in both but changed). New entries are not judged:
-    the kernel may add multicast NOARP entries on its own at any time."""
-    gone = {k for k in before if k not in after}
-    changed = {k for k in before if k in after and after[k] != before[k]}
-    return gone, changed
-
-
-def assert_flush_effect(before: dict[Key, Row], after: dict[Key, Row], family: int, ifindex: int) -> None:
-    gone, changed = changes(before, after)
-    expected = flush_removes(before, family, ifindex)
-    back = {k for k in expected if k in after}
-    assert not back, f"in-scope entries still present after the flush: {sorted(back)}"
-    assert gone == expected, f"collateral removal: {sorted(gone - expected)}"
-    assert not changed, f"entries changed: {sorted(changed)}"
-
-
-def assert_unchanged(before: dict[Key, Row], after: dict[Key, Row]) -> None:
-    gone, changed = changes(before, after)
-    assert not gone and not changed, f"gone: {sorted(gone)}; changed: {sorted(changed)}"
-
-
-# --------------------------------------------------------------------------- running the shim
-
-def shim_argv(ns: str, *args: object, shell: tuple[str, ...] = (DASH,), as_user: list[str] | None = None,
-              agent: Path | None = None) -> list[str]:
-    """The harness's way (`sh -c TEXT neighcheck-agent ...`), or `sh FILE ...` for an agent file."""
-    program = [str(agent)] if agent else ["-c", SHIM_TEXT, "neighcheck-agent"]
-    return [IP, "netns", "exec", ns, *(as_user or []), *shell, *program, *map(str, args)]
-
-
-def shim_run(ns: str, *args: object, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
-    return run(*shim_argv(ns, *args, **kw), check=False, env=env)
-
-
-def shim(ns: str, *args: object, env: dict[str, str] | None = None, **kw) -> dict:
-    """One protocol call: exit 0 and exactly one JSON object on stdout."""
-    proc = shim_run(ns, *args, env=env, **kw)
-    assert proc.returncode == 0, f"shim {args} exited {proc.returncode}: {proc.stdout} {proc.stderr}"
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, f"shim {args} printed {len(lines)} lines: {proc.stdout[:300]!r}"
-    return json.loads(lines[0])
+def untimed(reply: dict) -> dict:
+    """A flush reply without its device-side time (`elapsed_us`, a protocol extension), which
+    must be a plausible number of microseconds where present."""
+    reply = dict(reply)
+    elapsed = reply.pop("elapsed_us", None)
+    assert elapsed is None or (type(elapsed) is int and 0 <= elapsed < TIMEOUT * 1e6), elapsed
+    return reply
 
 
 def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
@@ -255,31 +66,6 @@ def delete_results(reply: dict) -> dict[str, int]:
     results = {r["address"]: r["status"] for r in reply["results"]}
     assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
     return results
-
-
-def env_with(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}
-
-
-# --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def shim_lab():
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("lab tests need root and iproute2")
-    lab = ShimLab(f"{os.getpid() % 100000:05d}")
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
-
-
-@pytest.fixture
-def seeded(shim_lab):
-    """The device namespace with the standard seeds in place."""
-    shim_lab.fill(shim_lab.dev, standard_seeds())
-    return shim_lab
 
 
 # --------------------------------------------------------------------------- read verbs
@@ -333,7 +119,7 @@ def test_stacks(shim_lab):
 def test_info_fingerprint_and_admin(shim_lab):
     reply = shim(shim_lab.dev, "info")
     assert reply == {"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": platform.release(),
-                     "hostname": socket.gethostname(), "admin": True}
+                     "hostname": socket.gethostname(), "admin": True, "ip": "iproute2", "serve": True}
     assert shim(shim_lab.dev, "info", as_user=NOBODY)["admin"] is False
 
 
@@ -416,8 +202,9 @@ def test_flush_matrix(seeded, family, which_index):
     reply = shim(ns, "flush", family, ifindex)
     after = kernel_table(ns)
     status = expected_status(family, which_index)
-    assert reply == {"status": status, "status_space": "ntstatus"}
+    assert untimed(reply) == {"status": status, "status_space": "ntstatus"}
     if status == SUCCESS:
+        assert "elapsed_us" in reply, "a flush that ran says how long ip took"
         assert_flush_effect(before, after, family, ifindex)
         assert flush_removes(before, family, ifindex), "the case must remove something to mean anything"
         # OBS-PERMANENT: the shim's documented choice
@@ -465,7 +252,7 @@ def test_flush_without_ipv6_stack(shim_lab):
         assert_unchanged(before, kernel_table(ns))
     # OBS-UNSPEC-ONE-STACK: AF_UNSPEC flushes the one stack there is and succeeds
     before = kernel_table(ns)
-    assert shim(ns, "flush", AF_UNSPEC, 0) == {"status": SUCCESS, "status_space": "ntstatus"}
+    assert untimed(shim(ns, "flush", AF_UNSPEC, 0)) == {"status": SUCCESS, "status_space": "ntstatus"}
     after = kernel_table(ns)
     assert_flush_effect(before, after, AF_UNSPEC, 0)
     assert (AF_INET, eth1, "192.0.2.12") in after and (AF_INET, eth1, "192.0.2.10") not in after
@@ -767,10 +554,12 @@ def test_awk_and_sh_paths_print_the_same_table(seeded, no_awk_path, busybox_awk_
     run("ip", "-n", ns, "neigh", "replace", "198.51.100.20", "dev", "eth1", "nud", "failed")
     try:
         variants = {
-            "dash+awk": dict(),
+            "dash+awk": dict(env=env_with(NECK_SHIM_AWK_FROM="0")),  # awk at any size
+            "dash, as it chooses": dict(),
             "dash, NECK_SHIM_NO_AWK": dict(env=env_with(NECK_SHIM_NO_AWK="1")),
             "dash, no awk on PATH": dict(env=env_with(PATH=no_awk_path)),
-            "busybox sh+busybox awk": dict(shell=BUSYBOX_SH, env=env_with(PATH=busybox_awk_path)),
+            "busybox sh+busybox awk": dict(shell=BUSYBOX_SH, env=env_with(PATH=busybox_awk_path,
+                                                                         NECK_SHIM_AWK_FROM="0")),
             "busybox sh, NECK_SHIM_NO_AWK": dict(shell=BUSYBOX_SH, env=env_with(NECK_SHIM_NO_AWK="1")),
         }
         for family in (AF_UNSPEC, AF_INET, AF_INET6):
@@ -815,6 +604,59 @@ def test_every_verb_under_busybox_sh(seeded, busybox_awk_path):
     assert shim(ns, "flush", AF_UNSPEC, eth2, **bb)["status"] == SUCCESS
     assert_flush_effect(before, kernel_table(ns), AF_UNSPEC, eth2)
     assert shim_run(ns, "flush", "x", "0", **bb).returncode == 2
+
+
+@pytest.fixture
+def busybox_only_path():
+    """A PATH of busybox applets and nothing else: busybox's sh, awk and ip, no iproute2, as on
+    an OpenWrt or Yocto image (busybox ip has no -j, no -batch, no `neigh replace|del`).
+    Not under tmp_path: the unprivileged account must reach it."""
+    busybox = shutil.which("busybox")
+    if not busybox:
+        pytest.skip("busybox is not installed (scripts/install-deps installs it)")
+    d = Path(tempfile.mkdtemp(prefix="nckA-busybox-"))
+    d.chmod(0o755)
+    for name in run(busybox, "--list").stdout.split():
+        (d / name).symlink_to(busybox)
+    yield str(d)
+    shutil.rmtree(d)
+
+
+def test_every_verb_with_busybox_ip_and_no_iproute2(seeded, busybox_only_path):
+    ns = seeded.dev
+    bb = dict(shell=(f"{busybox_only_path}/sh",), env={"PATH": busybox_only_path})
+    assert shim(ns, "info", **bb)["ip"] == "busybox" and shim(ns, "info")["ip"] == "iproute2"
+    for verb in ("interfaces", "stacks"):
+        assert shim(ns, verb, **bb) == shim(ns, verb)
+    for family in (AF_UNSPEC, AF_INET, AF_INET6):
+        assert shim_table(ns, family, **bb) == kernel_table(ns, family)
+    # flush: every scope, judged against the kernel as for iproute2
+    eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
+    for family, ifindex in ((AF_INET, eth1), (AF_INET6, eth2), (AF_UNSPEC, eth1), (AF_UNSPEC, 0)):
+        seeded.fill(ns, standard_seeds())
+        before = kernel_table(ns)
+        assert shim(ns, "flush", family, ifindex, **bb) == {"status": SUCCESS, "status_space": "ntstatus"}
+        assert_flush_effect(before, kernel_table(ns), family, ifindex)
+        assert flush_removes(before, family, ifindex)
+    assert shim(ns, "flush", AF_INET, seeded.missing_ifindex(ns), **bb)["status"] == NOT_FOUND
+    # add: IPv4 through busybox arp (a permanent entry); IPv6 cannot be added, and says so
+    assert shim(ns, "add", AF_INET, eth1, "198.51.100.81", "02:00:5e:01:00:51", **bb) == {"status": SUCCESS}
+    assert kernel_table(ns)[(AF_INET, eth1, "198.51.100.81")] == Row("02:00:5e:01:00:51", "permanent", False)
+    before = kernel_table(ns)
+    reply = shim(ns, "add", AF_INET6, eth1, "2001:db8:1::81", "02:00:5e:01:00:51", **bb)
+    assert reply["status"] is None and reply["error"] == "not-supported" and "IPv6" in reply["detail"]
+    assert_unchanged(before, kernel_table(ns))
+    # delete: an exact flush of the one address, permanent or not; an absent one is NOT_FOUND
+    seeded.fill(ns, standard_seeds())
+    for family, address in ((AF_INET, "198.51.100.81"), (AF_INET6, "2001:db8:1::c"), (AF_INET6, "2001:db8:1::a")):
+        before = kernel_table(ns)
+        assert shim(ns, "delete", family, eth1, address, **bb) == {"status": SUCCESS}
+        after = kernel_table(ns)
+        assert changes(before, after) == ({(family, eth1, address)}, set())
+        assert shim(ns, "delete", family, eth1, address, **bb)["status"] == NOT_FOUND
+    nobody = [shutil.which("setpriv") or "/usr/bin/setpriv", *NOBODY[1:]]  # not busybox's setpriv
+    assert shim(ns, "add", AF_INET, eth1, "198.51.100.82", "02:00:5e:01:00:52", as_user=nobody,
+                **bb)["status"] == ACCESS_DENIED
 
 
 # --------------------------------------------------------------------------- speed

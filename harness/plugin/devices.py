@@ -20,13 +20,14 @@ class DeviceClosed(NeighcheckError):
 
 class DeviceSessions:
     def __init__(self, inventory, *, run_dir: Path, run_id: str, entries: int, scale_entries: int,
-                 lock_wait: float):
+                 lock_wait: float, serve: bool = True):
         self.inventory = inventory
         self.run_dir = run_dir
         self.run_id = run_id
         self.entries = entries
         self.scale_entries = scale_entries
         self.lock_wait = lock_wait
+        self.serve = serve
         self.duts: dict[str, Any] = {}  # device name -> DeviceUnderTest or the error that stopped it
         self.seeder = None
 
@@ -60,7 +61,8 @@ class DeviceSessions:
                 self.seeder = Seeder(self.inventory.test_interfaces)
             holder = f"{socket.gethostname()} pid {os.getpid()} run {self.run_id}"
             dut = DeviceUnderTest(device, self.inventory, entries=self.entries, seeder=self.seeder,
-                                  holder=holder, lock_wait=self.lock_wait, scale_entries=self.scale_entries)
+                                  holder=holder, lock_wait=self.lock_wait, scale_entries=self.scale_entries,
+                                  serve=self.serve)
             try:
                 dut.open()
             except BaseException:
