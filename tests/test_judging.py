@@ -522,8 +522,8 @@ def test_a_space_the_table_does_not_know_falls_back_to_the_code():
 
 def test_the_linux_shim_speaks_the_status_table():
     """The shim's status constants are the table's NTSTATUS codes under the same names."""
-    from tests.test_linux_shim import SHIM_TEXT
-    constants = dict(line.split("=", 1) for line in SHIM_TEXT.splitlines() if line.startswith("ST_"))
+    from tests.support import SHIM
+    constants = dict(line.split("=", 1) for line in SHIM.read_text().splitlines() if line.startswith("ST_"))
     assert len(constants) >= 6
     for constant, value in constants.items():
         assert code_name(int(value), "ntstatus") == "STATUS_" + constant[3:], constant
