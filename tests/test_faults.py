@@ -337,8 +337,9 @@ def test_ctrl_c_mid_run_cleans_the_devices_and_keeps_every_finished_case(flab, w
     assert sorted(c["id"] for c in finished) == sorted(c["id"] for c in result.results["cases"])
     assert all(c["verdict"] in ("pass", "observed", "not-applicable") for c in finished), finished
     for name in flab.devices:
-        assert flab.planted_left(name) == [], f"{name} kept what the interrupted run planted"
-        assert "cleanup_failed" not in result.device_info(name)
+        assert flab.planted_left(name) == [], \
+            f"{name} kept what the interrupted run planted: {result.device_info(name).get('cleanup_failed')}"
+        assert "cleanup_failed" not in result.device_info(name), result.device_info(name).get("cleanup_failed")
         assert lock_is_free(flab, name)
     assert flab.status_ok()
 
@@ -443,4 +444,4 @@ def test_no_planted_entry_survives_a_run_whatever_its_verdicts(flab, mutant):
         assert result.exit == 1 and "fail" in verdicts, "the mutant must fail the run"
     for name in [c["name"] for c in result.results["devices"]]:
         assert flab.planted_left(name) == [], f"{name} kept entries the harness planted"
-        assert "cleanup_failed" not in result.device_info(name)
+        assert "cleanup_failed" not in result.device_info(name), result.device_info(name).get("cleanup_failed")
