@@ -47,7 +47,9 @@ class ConformanceRun:
         self.started = datetime.now(timezone.utc)
         self.devices = DeviceSessions(self.inventory, run_dir=self.run_dir, run_id=self.run_id,
                                       entries=config.getoption("entries"),
-                                      lock_wait=config.getoption("lock_wait"))
+                                      lock_wait=config.getoption("lock_wait"),
+                                      coordinator=config.getoption("lg_coordinator", None),
+                                      place_wait=config.getoption("place_wait"))
         self.writer: ResultsWriter | None = None
         self.results: dict | None = None
         self._lab_was_down = False
