@@ -100,11 +100,7 @@ def doctor(inventory: Inventory, names: list[str] | None = None, coordinator: st
     if any(d.labgrid is not None for d in selected):
         from harness.labgrid import Coordinator, coordinator_address
         places = Coordinator(coordinator_address(coordinator))
-    try:
-        checks = [check_device(d, inventory, places) for d in selected]
-    finally:
-        if places is not None:
-            places.close()
+    checks = [check_device(d, inventory, places) for d in selected]
     for check in checks:
         print(f"{check.device}: {'OK' if check.ok else 'UNUSABLE'}")
         for key, value in check.facts.items():

@@ -32,6 +32,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from harness.errors import DeviceError
@@ -78,11 +79,14 @@ class Claim:
     owner: str  # host/user, as the coordinator records who acquired it
     service: NetworkService
     waited_s: float
+    acquired_at: float  # time.time()
 
     def info(self) -> dict[str, Any]:
         """What results.json and the JUnit properties record about the place."""
+        when = datetime.fromtimestamp(self.acquired_at, timezone.utc).isoformat(timespec="milliseconds")
         return {"place": self.place, "coordinator": self.coordinator, "resource": self.service.path,
-                "acquired_by": self.owner, "waited_s": round(self.waited_s, 3)}
+                "acquired_by": self.owner, "acquired_at": when.replace("+00:00", "Z"),
+                "waited_s": round(self.waited_s, 3)}
 
 
 def resolve(device: Device, service: NetworkService) -> Device:
@@ -139,17 +143,35 @@ class _LabgridLog(logging.Filter):
         logging.getLogger().removeFilter(self)
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """The process's one loop for talking to coordinators (gRPC's asyncio layer is bound to the
+    loops it was used from; one loop per process, used from the main thread, keeps it simple)."""
+    global _LOOP
+    if _LOOP is None or _LOOP.is_closed():
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
+
+
 class Coordinator:
-    """A labgrid coordinator, reached through labgrid's client session on a loop of our own."""
+    """A labgrid coordinator, reached through labgrid's client session (on _loop())."""
 
     def __init__(self, address: str):
         self.address = address
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- plumbing ------------------------------------------------------------------------
-    def _run(self, coro, timeout: float = CALL_TIMEOUT):
-        assert self._loop is not None
-        return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    @staticmethod
+    def _run(coro, timeout: float = CALL_TIMEOUT):
+        return _loop().run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def _rpc(self, session, method: str, request):
+        """One request, made inside our running loop: a gRPC call made outside it binds to
+        another event loop (the thread's default), whose completions then come late or never."""
+        async def call():
+            return await getattr(session.stub, method)(request)
+        return self._run(call())
 
     def _open(self, device: str):
         """A started ClientSession (it subscribes to every place and resource)."""
@@ -159,8 +181,6 @@ class Coordinator:
         except ImportError:
             raise PlaceError(f"device {device!r} names a labgrid place, but labgrid is not installed "
                              f"here; install the extra: {INSTALL_HINT}") from None
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
         target = proxymanager.get_grpc_address(self.address, default_port=20408)
 
         async def start():
@@ -190,17 +210,12 @@ class Coordinator:
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the session is gone either way
                 pass
 
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
-
     def _call(self, session, method: str, request, device: str, what: str):
         """One request; a gRPC error or a timeout is a PlaceError saying `what` failed."""
         import grpc
         with _LabgridLog():
             try:
-                return self._run(getattr(session.stub, method)(request))
+                return self._rpc(session, method, request)
             except grpc.aio.AioRpcError as exc:
                 raise PlaceError(f"device {device!r}: {what}: {exc.details()}") from None
             except asyncio.TimeoutError:
@@ -303,7 +318,8 @@ class Coordinator:
                 self._give_back(session, config.place, token, owner, acquired)
                 raise
             return Claim(device=name, place=config.place, coordinator=self.address, token=token,
-                         owner=owner, service=service, waited_s=time.monotonic() - started)
+                         owner=owner, service=service, waited_s=time.monotonic() - started,
+                         acquired_at=time.time())
         finally:
             self._close(session)
 
@@ -321,7 +337,7 @@ class Coordinator:
             return False
         with _LabgridLog():
             try:
-                self._run(session.stub.AcquirePlace(pb.AcquirePlaceRequest(placename=place)))
+                self._rpc(session, "AcquirePlace", pb.AcquirePlaceRequest(placename=place))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "already acquired" in (exc.details() or ""):
                     return False  # taken by a client that did not reserve: wait for it like the rest
@@ -348,17 +364,20 @@ class Coordinator:
                           f"labgrid-client -p {place} release --kick")
 
     def _give_back(self, session, place: str, token: str, owner: str, acquired: bool) -> None:
-        """Release (when acquired) and cancel the reservation; best effort, every call bounded."""
+        """Cancel the reservation, then release the place (when acquired); best effort, every
+        call bounded. In this order the next run's reservation is served at once: the
+        coordinator makes a place available only in the scheduling pass after the one that saw
+        its reservation go, and a release runs one (the other order waits for its timer)."""
         from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
         import grpc
         calls = [("CancelReservation", pb.CancelReservationRequest(token=token))]
         if acquired:
-            calls.insert(0, ("ReleasePlace", pb.ReleasePlaceRequest(placename=place, fromuser=owner)))
+            calls.append(("ReleasePlace", pb.ReleasePlaceRequest(placename=place, fromuser=owner)))
         problems = []
         for method, request in calls:
             with _LabgridLog():
                 try:
-                    self._run(getattr(session.stub, method)(request))
+                    self._rpc(session, method, request)
                 except grpc.aio.AioRpcError as exc:
                     if method == "ReleasePlace" or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                         problems.append(f"{method}: {exc.details()}")
@@ -426,16 +445,13 @@ class Places:
         return claim.info() if claim is not None else None
 
     def close(self) -> None:
-        """Release what is still claimed (every release is tried), then close the loop."""
+        """Release what is still claimed (every release is tried)."""
         problems = []
         for name in list(self.claims):
             try:
                 self.release(name)
             except PlaceError as exc:
                 problems.append(str(exc))
-        if self._coordinator is not None:
-            self._coordinator.close()
-            self._coordinator = None
         if problems:
             raise PlaceError("; ".join(problems))
 

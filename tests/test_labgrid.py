@@ -308,6 +308,7 @@ def test_two_runs_serialize_on_a_place(lg):
         time.sleep(1.0)  # the waiter keeps waiting while the place is held
         assert waiter.proc.poll() is None and not waiter.finished_cases()
     finally:
+        go = time.time()
         (flags / "go").touch()
         first = holder.wait(120)
         second = waiter.wait(120) if waiter is not None else None
@@ -316,6 +317,10 @@ def test_two_runs_serialize_on_a_place(lg):
     assert {c["verdict"] for c in second.cases(A)} == {"pass"}, case_reasons(second, A)
     waited = second.device_info(A)["labgrid"]
     assert waited["place"] == PLACES[A] and waited["waited_s"] >= 1.0, waited
+    # ... and got it as soon as the first run gave it back (not at the coordinator's next timer).
+    from datetime import datetime
+    handover = datetime.fromisoformat(waited["acquired_at"].replace("Z", "+00:00")).timestamp() - go
+    assert 0 < handover < 5, f"the place changed hands {handover:.1f} s after the first run was let go"
     # The address came from the place's NetworkService.
     assert waited["resource"] == f"nckG-exporter/nckG-{A}/NetworkService/NetworkService"
 

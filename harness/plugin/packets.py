@@ -2,12 +2,13 @@
 capture.py), kept in the evidence as a pcapng file for cases that fail or error (`--pcap all`:
 every case; `--pcap off`: none) and linked from the case's results (`pcap`) and the report.
 
-Registered next to the run (harness.plugin.activate). A capture starts when the `dut` fixture
-has the device open (before the case seeds anything) and ends with the case's verdict: this
-plugin's makereport wrapper runs outside the run's own, so it sees the verdict the run
-concluded (errata applied) and adds `pcap` before the case is written anywhere. Capturing is
-evidence, never a verdict: a capture that cannot be made leaves the case as it is, and the
-results say why there is no file (`pcap.error`).
+Registered next to the run (harness.plugin.activate). A device's capture sockets are opened at
+its first case and closed after its last (the same rule as the device itself). A case's capture
+starts when the `dut` fixture has the device open (before the case seeds anything) and ends
+with the case's verdict: this plugin's makereport wrapper runs outside the run's own, so it sees
+the verdict the run concluded (errata applied) and adds `pcap` before the case is written
+anywhere. Capturing is evidence, never a verdict: a capture that cannot be made leaves the case
+as it is, and the results say why there is no file (`pcap.error`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import NeighcheckError
-from harness.plugin.outcomes import evidence_path, record_of
+from harness.plugin.outcomes import device_of, evidence_path, record_of
 
 PLUGIN = "neighcheck-packets"
 KEPT_VERDICTS = ("fail", "error")
@@ -26,7 +27,8 @@ class PacketEvidence:
         self.config = config
         self.mode = config.getoption("pcap")
         self.max_bytes = int(config.getoption("pcap_max") * (1 << 20))
-        self.active: dict[str, object] = {}  # nodeid -> LinkCapture
+        self.devices: dict[str, object] = {}  # device -> its LinkCapture, while it is open
+        self.active: dict[str, object] = {}  # nodeid -> the LinkCapture of that running case
         self.problems: dict[str, str] = {}  # nodeid -> why that case has no capture
 
     def begin(self, item, dut) -> None:
@@ -34,11 +36,16 @@ class PacketEvidence:
         if self.mode == "off" or item.nodeid in self.active:
             return
         from harness.traffic.capture import LinkCapture
+        name = dut.device.name
         try:
-            self.active[item.nodeid] = LinkCapture([link.harness_if for link in dut.device.links],
-                                                   dut.inventory.test_interfaces, max_bytes=self.max_bytes)
+            if name not in self.devices:
+                self.devices[name] = LinkCapture([link.harness_if for link in dut.device.links],
+                                                 dut.inventory.test_interfaces, max_bytes=self.max_bytes)
+            self.devices[name].start()
         except (OSError, NeighcheckError) as exc:
             self.problems[item.nodeid] = f"no capture: {getattr(exc, 'strerror', None) or exc}"
+        else:
+            self.active[item.nodeid] = self.devices[name]
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside the run's wrapper: after its verdict
     def pytest_runtest_makereport(self, item, call):
@@ -60,8 +67,6 @@ class PacketEvidence:
                 info = {"error": f"the capture could not be written: {exc.strerror or exc}"}
             else:
                 info["file"] = _relative(path, run.run_dir)
-        elif capture is not None:
-            capture.discard()
         elif problem is not None and keep:
             info = {"error": problem}
         if info is not None:
@@ -69,12 +74,21 @@ class PacketEvidence:
             record_of(item).pcap = info  # a later re-publish (cleanup failed) keeps it
         return report
 
-    def pytest_runtest_logfinish(self, nodeid, location) -> None:
-        # A case that never concluded (e.g. interrupted) leaves no socket open behind it.
-        capture = self.active.pop(nodeid, None)
+    def pytest_runtest_teardown(self, item, nextitem) -> None:
+        self.active.pop(item.nodeid, None)
+        self.problems.pop(item.nodeid, None)
+        device = device_of(item)
+        if device is not None and (nextitem is None or device_of(nextitem) != device):
+            self._close(device)  # its last case
+
+    def _close(self, device: str) -> None:
+        capture = self.devices.pop(device, None)
         if capture is not None:
-            capture.discard()
-        self.problems.pop(nodeid, None)
+            capture.close()
+
+    def pytest_sessionfinish(self, session) -> None:
+        for device in list(self.devices):  # (an interrupted run never reached a last teardown)
+            self._close(device)
 
 
 def _relative(path, run_dir) -> str:

@@ -2,15 +2,17 @@
 
 A failing case's report says what the table did; the capture shows what was on the wire (the
 seeding ARP requests and NS, the device's answers and probes, the responder's replies). One
-raw AF_PACKET socket per test link of the device is opened when the case starts (after the
-device is opened, before it is seeded) and closed when its verdict is known. Nothing is read
-while the case runs: the kernel queues what each socket sees, both directions, in the socket's
-receive buffer, so capturing costs the case no Python work per frame.
+raw AF_PACKET socket per test link of the device stays open while the device is (closing one
+costs the kernel an RCU grace period, about 10 ms: too much per case). Nothing is read while a
+case runs: the kernel queues what each socket sees, both directions, in the socket's receive
+buffer, so capturing costs the case no Python work per frame.
 
-- Not kept (a passing case, by default): the sockets are closed and the kernel drops the queue.
-- Kept (the case failed or errored, or `--pcap all`): the queues are drained into one pcapng
+- start(): when a case starts (the device is open, nothing seeded yet), whatever is queued from
+  before is dropped (read without copying).
+- keep(): the case failed or errored (or `--pcap all`): the queues are drained into one pcapng
   file (Wireshark and tcpdump read it): an interface block per test link, named after it, and
-  each frame with its kernel timestamp and direction (inbound/outbound).
+  each frame with its kernel timestamp and direction (inbound/outbound). A passing case is not
+  read at all: the next start() drops its frames.
 
 Bounded twice: the receive buffer limits what the kernel queues (frames past it are dropped and
 counted by the kernel), and the file stops growing at `max_bytes` (frames past that are counted,
@@ -107,7 +109,7 @@ def _open(ifname: str, queue: int) -> socket.socket:
 
 
 class LinkCapture:
-    """The traffic of some test links from now until keep() or discard()."""
+    """The traffic of some test links, case by case: start(), then keep() (or not)."""
 
     def __init__(self, links: Sequence[str], allowed: Iterable[str], *, max_bytes: int):
         allowed = frozenset(allowed)
@@ -121,13 +123,24 @@ class LinkCapture:
             for name in self.links:
                 self._socks.append(_open(name, queue))
         except OSError:
-            self.discard()
+            self.close()
             raise
 
-    def discard(self) -> None:
+    def close(self) -> None:
         for sock in self._socks:
             sock.close()
         self._socks = []
+
+    def start(self) -> None:
+        """From now on: drop what is queued, and the kernel's drop count with it."""
+        scrap = bytearray(1)
+        for sock in self._socks:
+            try:
+                while True:
+                    sock.recv_into(scrap)  # one frame each, cut to one byte
+            except BlockingIOError:
+                pass
+            sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reading resets the counters
 
     def _drain(self, index: int, sock: socket.socket) -> tuple[list[Frame], int]:
         frames, buf = [], bytearray(SNAPLEN)
@@ -148,15 +161,13 @@ class LinkCapture:
         return frames, dropped
 
     def keep(self, path: Path) -> dict:
-        """Write what was captured to `path` (pcapng); what was written and what was not."""
-        try:
-            per_link, dropped = [], 0
-            for index, sock in enumerate(self._socks):
-                frames, lost = self._drain(index, sock)
-                per_link.append(frames)
-                dropped += lost
-        finally:
-            self.discard()
+        """Write what was captured since start() to `path` (pcapng); what was written and what
+        was not."""
+        per_link, dropped = [], 0
+        for index, sock in enumerate(self._socks):
+            frames, lost = self._drain(index, sock)
+            per_link.append(frames)
+            dropped += lost
         path.parent.mkdir(parents=True, exist_ok=True)
         written, not_written = 0, 0
         tmp = path.with_name(path.name + ".tmp")
