@@ -2,7 +2,7 @@
 
 Each case says with marks how it is parametrized (harness/plugin registers them):
 - `@pytest.mark.interfaces`: one case per (device, family of `families`, interface selector:
-  `all` and each test link);
+  `all` and each test link; with `interfaces("all", "first")`: `all` and the first link);
 - `@pytest.mark.families(...)`: one case per (device, family);
 - neither: one case per device.
 Ids are readable: test_flush_scope[linux-a-AF_INET6-eth1], test_invalid_family[linux-a-family-24].
@@ -25,9 +25,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     devices = conformance_run(metafunc.config).selected
     families = metafunc.definition.get_closest_marker("families")
-    if metafunc.definition.get_closest_marker("interfaces") is not None:
+    interfaces = metafunc.definition.get_closest_marker("interfaces")
+    if interfaces is not None:
+        # `interfaces`: all, and each test link; `interfaces("all", "first")`: all and the first.
+        each = "first" not in interfaces.args
         rows = [(d.name, fam, sel) for d in devices for fam in families.args
-                for sel in ("all", *(link.device_if for link in d.links))]
+                for sel in ("all", *(link.device_if for link in (d.links if each else d.links[:1])))]
         metafunc.parametrize(("device_name", "family", "selector"), rows,
                              ids=[f"{d}-{family_name(f)}-{s}" for d, f, s in rows])
     elif families is not None:
@@ -38,14 +41,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def planted(case, dut):
-    """Seed every test link by traffic, verified present; removed again after the case."""
-    seeded = dut.seed()
-    case.record.timings.update(seeded.timings)
-    case.evidence["seeded"] = [{"family": k[0], "ifindex": k[1], "address": k[2], "lladdr": v}
-                               for k, v in seeded.entries.items()]
-    case.evidence["before"] = [e.to_dict() for e in seeded.before]
-    try:
-        yield seeded
-    finally:
-        dut.remove({**seeded.entries, **seeded.static})
+def planted(request, case, dut):
+    """Seed every test link by traffic, verified present (a `scale` case: --scale-entries per
+    family per link); the `case` fixture cleans up after the case."""
+    if request.node.get_closest_marker("scale") is None:
+        return case.plant(dut)
+    if not case.scale_entries:
+        case.not_applicable("--scale-entries 0: the scale cases are off")
+    return case.plant(dut, case.scale_entries)

@@ -11,6 +11,7 @@ import sys
 
 from harness import __version__
 from harness.errors import NeighcheckError, UsageError
+from harness.reports.cli import add_report_commands
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="reports", metavar="DIR", help="report root (default: reports)")
     run.add_argument("--entries", type=int, default=None, metavar="N",
                      help="seeded entries per family per link (default 32)")
+    run.add_argument("--scale-entries", type=int, default=None, metavar="N",
+                     help="entries per family per link in the scale cases (default 1024; 0: off)")
+    run.add_argument("--settle", type=float, default=None, metavar="S",
+                     help="settle window before durable effects are judged (default 0.5 s; 0: off)")
     run.add_argument("--errata", default=None, metavar="FILE", help="known-issues file (default: ./errata.toml)")
     run.add_argument("--shard", default=None, metavar="K/N",
                      help="run only shard K of N of the devices (sorted by name, dealt round robin)")
@@ -111,12 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
 
-    try:
-        from harness.reports.cli import add_report_commands
-    except ImportError:
-        pass
-    else:
-        add_report_commands(sub)
+    add_report_commands(sub)
     return parser
 
 

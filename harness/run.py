@@ -14,9 +14,8 @@ host, the order of the inventory or the time, and shard sizes differ by one at m
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 from harness.contract.clauses import MAX_ENTRIES
 from harness.errors import UsageError
@@ -83,6 +82,10 @@ def run_suite(args) -> int:
         print(f"shard {k}/{n}: {', '.join(selected)}")
     if args.entries is not None and not 1 <= args.entries <= MAX_ENTRIES:
         raise UsageError(f"--entries {args.entries}: use 1..{MAX_ENTRIES}")
+    if args.scale_entries is not None and not 0 <= args.scale_entries <= MAX_ENTRIES:
+        raise UsageError(f"--scale-entries {args.scale_entries}: use 0..{MAX_ENTRIES} (0: no scale cases)")
+    if args.settle is not None and not 0 <= args.settle <= 60:
+        raise UsageError(f"--settle {args.settle:g}: use 0..60 seconds (0: DURABLE not judged)")
     if args.errata and not Path(args.errata).is_file():
         raise UsageError(f"--errata {args.errata}: file not found")
     if not (SUITE_DIR / "test_flush.py").is_file():
@@ -101,6 +104,10 @@ def run_suite(args) -> int:
         argv += ["--device", name]
     if args.entries is not None:
         argv += ["--entries", str(args.entries)]
+    if args.scale_entries is not None:
+        argv += ["--scale-entries", str(args.scale_entries)]
+    if args.settle is not None:
+        argv += ["--settle", f"{args.settle:g}"]
     if args.errata:
         argv += ["--errata", args.errata]
     if args.lg_coordinator:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from harness.device.protocol import canonical_address, parse_neighbor
+from harness.contract.protocol import canonical_address, parse_neighbor
 
 
 def reference(address: str) -> str:

@@ -34,7 +34,7 @@ from harness.traffic.packets import (
     parse_neighbor_solicit,
 )
 from harness.traffic.responder import REQUEST_FILTER
-from harness.device.protocol import Neighbor, parse_neighbor
+from harness.contract.protocol import Neighbor, parse_neighbor
 from harness.traffic.seeding import LinkTarget, SeedEntry, address_plan, missing_seeds, verify_present
 
 DEVICE_MAC = "0a:1b:2c:3d:4e:5f"

@@ -25,7 +25,7 @@ import pytest
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
 from harness.traffic.responder import Responder
 from harness.contract.clauses import AF_INET, AF_INET6
-from harness.device.protocol import parse_neighbor
+from harness.contract.protocol import parse_neighbor
 from harness.traffic.seeding import (
     LinkTarget,
     SeedEntry,

@@ -23,7 +23,7 @@ from typing import Any
 from harness.contract.clauses import AF_UNSPEC
 from harness.contract.status import Outcome
 from harness.device.dialect import Dialect, dialect_for
-from harness.device.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
+from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession

@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.contract.clauses import AF_INET, AF_INET6
+from harness.contract.clauses import FAMILY_NAMES, STACK_NAME, STACK_OF
+from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
 from harness.device.agent import Agent, make_agent
 from harness.device.dialect import dialect_for
 from harness.device.lock import DeviceLock
-from harness.device.protocol import Key, Neighbor, canonical_address
+from harness.contract.protocol import Key, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError
 from harness.inventory import Device, Inventory, TestLink
 from harness.ssh import SshSession
 from harness.traffic.responder import Responder
-from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds
+from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds, static_plan
 from harness.waits import poll_until
 
 VERIFY_TIMEOUT = 5.0
@@ -37,11 +39,19 @@ class LinkUnderTest:
     slot: int
     ifindex: int
     target: LinkTarget
-    seeds: list[SeedEntry]
-    keys: list[Key] = field(default_factory=list)  # each seed's table key, in seeds' order
+    seeds: list[SeedEntry]  # the plan at --entries
+    statics: dict[Key, str] = field(default_factory=dict)  # static entries planted here, key -> lladdr
+    unplanted: dict[int, str] = field(default_factory=dict)  # family -> why it cannot be planted
 
-    def __post_init__(self) -> None:
-        self.keys = [(s.family, self.ifindex, canonical_address(s.address)) for s in self.seeds]
+    @property
+    def families(self) -> frozenset[int]:
+        return frozenset(s.family for s in self.seeds)
+
+    def plan(self, count: int) -> list[SeedEntry]:
+        return address_plan(self.slot, count, self.target)
+
+    def key(self, seed: SeedEntry) -> Key:
+        return (seed.family, self.ifindex, seed.address)  # plans hold canonical addresses
 
 
 @dataclass
@@ -53,13 +63,18 @@ class Planted:
     before: tuple[Neighbor, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def judged(self) -> JudgedPlanted:
+        return JudgedPlanted(self.entries, self.static)
+
 
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
-                 holder: str, lock_wait: float = 30.0):
+                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0):
         self.device = device
         self.inventory = inventory
         self.entries_per_family = entries
+        self.scale_entries = scale_entries
         self.seeder = seeder
         self.holder = holder
         self.lock_wait = lock_wait
@@ -91,8 +106,8 @@ class DeviceUnderTest:
         self.interfaces = self.agent.interfaces()
         self.links = [self._resolve(link, slot) for slot, link in enumerate(self.device.links)]
         self.responder = Responder(self.inventory.test_interfaces)
-        for link in self.links:
-            self.responder.serve(link.target, link.seeds)
+        for link in self.links:  # the largest plan: the smaller ones are its first entries
+            self.responder.serve(link.target, link.plan(max(self.entries_per_family, self.scale_entries)))
         self.responder.start()
         return self
 
@@ -116,6 +131,15 @@ class DeviceUnderTest:
             self.fingerprint["unreadable_tables"] = ", ".join(unreadable)
         return families
 
+    @property
+    def unplanted(self) -> dict[tuple[int, int], str]:
+        """(family, ifindex) the device should have entries for but the harness cannot plant."""
+        return {(family, link.ifindex): why for link in self.links for family, why in link.unplanted.items()}
+
+    def has_family(self, family: int) -> bool:
+        """Some test link has `family` planted or expected (its stack exists on the device)."""
+        return any(family in link.families or family in link.unplanted for link in self.links)
+
     def readable(self, family: int) -> bool:
         return 0 in self.read_families or family in self.read_families
 
@@ -129,14 +153,28 @@ class DeviceUnderTest:
         mac = iface.get("mac")
         if not isinstance(mac, str):
             raise DeviceError(f"device {self.device.name!r}: interface {link.device_if!r} has no MAC")
-        v6 = link.device_v6 if self.stacks.get("ipv6") and self.readable(AF_INET6) else None
-        v4 = link.device_v4 if self.stacks.get("ipv4") and self.readable(AF_INET) else None
+        unplanted: dict[int, str] = {}
+        usable = {}
+        for family, address in ((AF_INET, link.device_v4), (AF_INET6, link.device_v6)):
+            stack = STACK_OF[family]
+            if not self.stacks.get(stack):
+                continue  # no such stack: nothing is expected (RET-NOSTACK-* judge the family)
+            where = f"{STACK_NAME[stack]} entries cannot be planted on {link.device_if}"
+            if not self.readable(family):
+                unplanted[family] = f"{where}: the agent cannot read the {STACK_NAME[stack]} table"
+            elif address is None:
+                unplanted[family] = f"{where}: the inventory gives no device_{'v4' if family == AF_INET else 'v6'} for the link"
+            else:
+                usable[family] = address
+        v4, v6 = usable.get(AF_INET), usable.get(AF_INET6)
         target = LinkTarget(harness_if=link.harness_if, device_mac=mac.lower(),
                             device_v4=str(v4.ip) if v4 else None,
                             device_v6=str(v6.ip) if v6 else None,
                             v6_network=str(v6.network) if v6 else None)
+        ifindex = int(iface["index"])
         seeds = address_plan(slot, self.entries_per_family, target)
-        return LinkUnderTest(link, slot, int(iface["index"]), target, seeds)
+        statics = {(e.family, ifindex, e.address): e.lladdr for e in static_plan(slot, target)}
+        return LinkUnderTest(link, slot, ifindex, target, seeds, statics, unplanted)
 
     def close(self) -> None:
         """Remove what is still planted, stop the responder, release the lock, whatever fails
@@ -216,25 +254,28 @@ class DeviceUnderTest:
         self._last_table_at = self.agent.mutations
         return self._last_table
 
-    def seed(self) -> Planted:
-        """Plant every link's seeds by traffic and wait until the device shows all of them."""
+    def seed(self, count: int | None = None) -> Planted:
+        """Plant every link's seeds by traffic (`count` per family per link; default --entries)
+        and wait until the device shows all of them; then make sure the standing static entries
+        are there (planted once, re-added only when a flush took them)."""
         planted = Planted()
         self._last_table = None  # entries are about to appear: no earlier read is current
+        plans = {link.ifindex: (link.plan(count) if count else link.seeds) for link in self.links}
         wanted: dict[Key, str] = {}
         t0 = time.perf_counter()
         for link in self.links:
-            keys = {key: s.lladdr for key, s in zip(link.keys, link.seeds)}
+            keys = {link.key(s): s.lladdr for s in plans[link.ifindex]}
             wanted.update(keys)
             self._leftovers.update(keys)  # before sending: a send that fails may have planted some
-            self.seeder.send(link.target, link.seeds)
+            self.seeder.send(link.target, plans[link.ifindex])
         t1 = time.perf_counter()
         resends, polls = 0, 0
         last: dict = {}
 
         def landed() -> bool:
             nonlocal resends, polls
-            table = self.table()
-            missing = {link.ifindex: missing_seeds(table, link.ifindex, link.seeds) for link in self.links}
+            table = index(self.table())
+            missing = {link.ifindex: missing_seeds(table, link.ifindex, plans[link.ifindex]) for link in self.links}
             last.update(table=table, missing=missing)
             polls += 1
             if not any(missing.values()):
@@ -254,27 +295,46 @@ class DeviceUnderTest:
         if not poll_until(landed, timeout=VERIFY_TIMEOUT, delay=0.01, max_delay=0.25, backoff=2):
             raise SeedingError(self._shortfall(last["missing"], len(wanted),
                                                f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
+        t2 = time.perf_counter()
         table = last["table"]
+        if self._plant_statics(table):
+            table = index(self.table())  # the case's "before" shows the statics it judges
         planted.entries = wanted
-        planted.before = table
-        planted.timings = {"seed": t1 - t0, "verify": time.perf_counter() - t1}
+        planted.static = {k: v for link in self.links for k, v in link.statics.items() if k in table}
+        planted.before = tuple(table.values())
+        planted.timings = {"seed": t1 - t0, "verify": t2 - t1, "statics": time.perf_counter() - t2}
         return planted
+
+    def _plant_statics(self, table: dict[Key, Neighbor]) -> bool:
+        """Add the static entries a flush took (or the first case's); True when any call ran.
+        An agent that cannot add them is recorded once (fingerprint) and not asked again."""
+        if self.fingerprint.get("static_entries"):
+            return False
+        assert self.agent is not None
+        added = False
+        for link in self.links:
+            for (family, ifindex, address), lladdr in link.statics.items():
+                now = table.get((family, ifindex, address))
+                if now is not None and now.lladdr == lladdr and now.state == "permanent":
+                    continue
+                self._leftovers[(family, ifindex, address)] = lladdr
+                if now is not None:  # a stale copy (another lladdr or state): replace it
+                    self.agent.delete(family, ifindex, address)
+                reply = self.agent.add(family, ifindex, address, lladdr)
+                added = True
+                if reply.outcome is not Outcome.SUCCESS:
+                    why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
+                    self.fingerprint["static_entries"] = (
+                        f"not planted: `add {family} {ifindex} {address}` returned {why}")
+                    self._leftovers.pop((family, ifindex, address), None)
+                    return True
+        return added
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())
         first = [f"{e.address} on {self._name(i)} ({why})" for i, m in missing.items() for e, why in m][:5]
         return (f"device {self.device.name!r}: {total} of {wanted} seeded entries did not land "
                 f"{when}; first: {', '.join(first)}")
-
-    def add_static(self, planted: Planted, link: LinkUnderTest, family: int, address: str,
-                   lladdr: str) -> Any:
-        assert self.agent is not None
-        key = (family, link.ifindex, canonical_address(address))
-        self._leftovers[key] = lladdr
-        self._last_table = None
-        reply = self.agent.add(family, link.ifindex, address, lladdr)
-        planted.static[key] = lladdr
-        return reply
 
     def remove(self, keys: dict[Key, str]) -> None:
         """Delete planted entries still on the device (a table read and one batch on Linux)."""

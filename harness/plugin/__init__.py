@@ -78,9 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if not low <= value <= high:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be {low}..{high}, got {value}")
-    for option in ("lock_wait", "settle", "place_wait"):
-        if not config.getoption(option) >= 0:
-            raise pytest.UsageError(f"--{option.replace('_', '-')} must be >= 0")
+    for option, high in (("lock_wait", 3600), ("settle", 60), ("place_wait", 86400)):  # seconds; NaN fails too
+        if not 0 <= config.getoption(option) <= high:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} must be 0..{high} seconds")
     if not 0.01 <= config.getoption("pcap_max") <= 4096:
         raise pytest.UsageError("--pcap-max must be 0.01..4096 MiB")
 
@@ -123,5 +123,7 @@ def dut(request):
 
 @pytest.fixture
 def case(request):
-    """The case's record, timings, evidence and verdict."""
-    return conformance_run(request.config).case_for(request.node)
+    """The case's record, timings, evidence and verdict; after it, what it planted is cleaned up."""
+    case = conformance_run(request.config).case_for(request.node)
+    yield case
+    case.cleanup()

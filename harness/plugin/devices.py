@@ -25,12 +25,13 @@ class DeviceClosed(NeighcheckError):
 
 
 class DeviceSessions:
-    def __init__(self, inventory, *, run_dir: Path, run_id: str, entries: int, lock_wait: float,
-                 coordinator: str | None = None, place_wait: float = DEFAULT_PLACE_WAIT):
+    def __init__(self, inventory, *, run_dir: Path, run_id: str, entries: int, scale_entries: int,
+                 lock_wait: float, coordinator: str | None = None, place_wait: float = DEFAULT_PLACE_WAIT):
         self.inventory = inventory
         self.run_dir = run_dir
         self.run_id = run_id
         self.entries = entries
+        self.scale_entries = scale_entries
         self.lock_wait = lock_wait
         self.duts: dict[str, Any] = {}  # device name -> DeviceUnderTest or the error that stopped it
         self.seeder = None
@@ -70,7 +71,7 @@ class DeviceSessions:
                 self.seeder = Seeder(self.inventory.test_interfaces)
             holder = f"{socket.gethostname()} pid {os.getpid()} run {self.run_id}"
             dut = DeviceUnderTest(device, self.inventory, entries=self.entries, seeder=self.seeder,
-                                  holder=holder, lock_wait=self.lock_wait)
+                                  holder=holder, lock_wait=self.lock_wait, scale_entries=self.scale_entries)
             try:
                 dut.open()
             except BaseException:

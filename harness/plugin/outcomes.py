@@ -92,13 +92,40 @@ def evidence_path(evidence_dir: Path, device: str, case_name: str, suffix: str) 
 class Case:
     """What a conformance case uses to record timings, evidence and its verdict."""
 
-    def __init__(self, record: CaseRecord, run_dir: Path, evidence_dir: Path, settle: float):
+    def __init__(self, record: CaseRecord, run_dir: Path, evidence_dir: Path, *, settle: float,
+                 scale_entries: int):
         self.record = record
         self.run_dir = run_dir
         self.evidence_dir = evidence_dir
         self.settle = settle  # seconds to wait before judging durable effects (0: off)
+        self.scale_entries = scale_entries  # entries per family per link in the scale cases
         self.evidence: dict[str, Any] = {}
+        self._planted: list[tuple[Any, Any, int | None]] = []
         self._t0 = time.perf_counter()
+
+    def plant(self, dut, count: int | None = None):
+        """Seed the device (dut.seed) and record what was planted in the evidence."""
+        seeded = dut.seed(count)
+        self._planted.append((dut, seeded, count))
+        for phase, seconds in seeded.timings.items():
+            self.record.timings[phase] = self.record.timings.get(phase, 0.0) + seconds
+        if "before" not in self.evidence:
+            self.evidence["seeded"] = [{"family": k[0], "ifindex": k[1], "address": k[2], "lladdr": v}
+                                       for k, v in seeded.entries.items()]
+            self.evidence["static"] = [{"family": k[0], "ifindex": k[1], "address": k[2], "lladdr": v}
+                                       for k, v in seeded.static.items()]
+            self.evidence["before"] = [e.to_dict() for e in seeded.before]
+        return seeded
+
+    def cleanup(self) -> None:
+        """After the case: a case that passed leaves its seeds for the next one, which seeds the
+        same plan (the device closes with everything removed); any other case, and a scale
+        case, removes what it seeded. Static entries stand until the device closes."""
+        keep = self.record.verdict in (Verdict.PASS.value, Verdict.OBSERVED.value)
+        for dut, seeded, count in self._planted:
+            if count or not keep:
+                dut.remove(seeded.entries)
+        self._planted.clear()
 
     @contextmanager
     def timing(self, phase: str):

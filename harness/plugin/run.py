@@ -47,6 +47,7 @@ class ConformanceRun:
         self.started = datetime.now(timezone.utc)
         self.devices = DeviceSessions(self.inventory, run_dir=self.run_dir, run_id=self.run_id,
                                       entries=config.getoption("entries"),
+                                      scale_entries=config.getoption("scale_entries"),
                                       lock_wait=config.getoption("lock_wait"),
                                       coordinator=config.getoption("lg_coordinator", None),
                                       place_wait=config.getoption("place_wait"))
@@ -56,7 +57,8 @@ class ConformanceRun:
         self._interrupted = False  # Ctrl-C seen (pytest's exit status can miss a second one)
 
     def case_for(self, item) -> Case:
-        return Case(record_of(item), self.run_dir, self.evidence_dir, self.settle)
+        return Case(record_of(item), self.run_dir, self.evidence_dir, settle=self.settle,
+                    scale_entries=self.config.getoption("scale_entries"))
 
     # --- set-up --------------------------------------------------------------------------
     def pytest_configure_node(self, node) -> None:  # xdist controller -> each worker

@@ -407,7 +407,12 @@ def _run_metadata(results: dict) -> str:
         ("started", esc(results.get("started"))),
         ("finished", esc(results.get("finished")) if results.get("finished") else '<em class="warn">not finished</em>'),
         ("inventory", f"{esc(inventory.get('path'))} <code>sha256 {esc(inventory.get('sha256'))}</code>"),
+        ("entries per family per link", esc(results.get("entries_per_family"))),
     ]
+    if "settle_s" in results:
+        settle = results["settle_s"]
+        pairs.append(("settle window (DURABLE)", f"{esc(settle)} s" if settle else
+                      '<em class="warn">off (--settle 0): durable effects were not judged</em>'))
     timings: dict[str, float] = {}
     for case in results["cases"]:
         for phase, value in (case.get("timings") or {}).items():

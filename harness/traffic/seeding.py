@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.contract.clauses import AF_INET, AF_INET6
-from harness.device.protocol import NOT_LANDED_STATES, Key, Neighbor
+from harness.contract.protocol import NOT_LANDED_STATES, Key, Neighbor
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
 from harness.traffic.packets import ArpSeedBuilder, NsSeedBuilder, mac_bytes
 from harness.waits import poll_until
@@ -159,6 +159,23 @@ def _v6_addresses(slot: int, count: int, link: LinkTarget) -> list[str]:
     # inet_ntop writes RFC 5952 canonical text, like ipaddress, at a tenth of the cost.
     return [socket.inet_ntop(socket.AF_INET6, n.to_bytes(16, "big"))
             for n, _ in zip(candidates, range(count))]
+
+
+# Static (permanent) entries the cases keep on every test link, for both families: outside the
+# seed pools (198.19.0.0/16 and the 5eSS interface identifiers), one address per link slot.
+STATIC_V4 = ipaddress.IPv4Address("198.51.100.200")
+STATIC_V6 = ipaddress.IPv6Address("2001:db8:ffff::200")
+
+
+def static_plan(slot: int, link: LinkTarget) -> list[SeedEntry]:
+    """The static entries of link slot `slot` (a family only where the link seeds it);
+    MACs 02:5e:ff:00:SS:0F (F: 1 for IPv4, 2 for IPv6), never a seed's."""
+    out = []
+    if link.device_v4:
+        out.append(SeedEntry(AF_INET, str(STATIC_V4 + slot), f"02:5e:ff:00:{slot:02x}:01"))
+    if link.device_v6:
+        out.append(SeedEntry(AF_INET6, str(STATIC_V6 + slot), f"02:5e:ff:00:{slot:02x}:02"))
+    return out
 
 
 # --- test links -------------------------------------------------------------------------------
