@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lg-coordinator", default=None, metavar="HOST:PORT",
                      help="labgrid coordinator for devices with a place (default: $LG_COORDINATOR, "
                           "else 127.0.0.1:20408)")
-    from harness.labgrid import DEFAULT_PLACE_WAIT
+    from harness.places import DEFAULT_PLACE_WAIT
     run.add_argument("--place-wait", type=float, default=None, metavar="S",
                      help=f"how long to wait for a device's labgrid place (default {DEFAULT_PLACE_WAIT:g} s)")
     from harness.traffic.capture import PCAP_MODES

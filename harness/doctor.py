@@ -40,7 +40,7 @@ def harness_link_up(name: str) -> bool | None:
 def check_device(device: Device, inventory: Inventory, coordinator=None) -> Check:
     check = Check(device.name)
     if device.labgrid is not None:
-        from harness.labgrid import Coordinator, coordinator_address, resolve
+        from harness.places import Coordinator, coordinator_address, resolve
         coordinator = coordinator or Coordinator(coordinator_address(None))
         try:
             service = coordinator.lookup(device)
@@ -98,7 +98,7 @@ def doctor(inventory: Inventory, names: list[str] | None = None, coordinator: st
     selected = inventory.select(names)
     places = None
     if any(d.labgrid is not None for d in selected):
-        from harness.labgrid import Coordinator, coordinator_address
+        from harness.places import Coordinator, coordinator_address
         places = Coordinator(coordinator_address(coordinator))
     checks = [check_device(d, inventory, places) for d in selected]
     for check in checks:

@@ -130,7 +130,7 @@ class LabConfig:
 @dataclass(frozen=True)
 class LabgridConfig:
     """A device shared through a labgrid coordinator: reserved and acquired as `place` for a
-    run (harness/labgrid.py). The SSH settings the inventory leaves out (`from_place`: host,
+    run (harness/places.py). The SSH settings the inventory leaves out (`from_place`: host,
     user, port) come from the place's NetworkService resource (`resource`: its name, needed
     only when the place has several)."""
 
@@ -562,7 +562,7 @@ def _agent(table: Any, where: _Where) -> AgentConfig:
 
 
 def _labgrid(table: Any, where: _Where, ssh_table: dict, is_lab: bool) -> LabgridConfig:
-    """[device.labgrid]: the labgrid place this device is reserved as (harness/labgrid.py)."""
+    """[device.labgrid]: the labgrid place this device is reserved as (harness/places.py)."""
     if not isinstance(table, dict):
         raise where.error("labgrid", f"must be a table ([device.labgrid]), got {_describe(table)}",
                           "write [device.labgrid] with place = \"...\"")

@@ -418,6 +418,7 @@ def test_shards_merged_equal_one_whole_run_with_suite_properties_under_xdist(lg,
     case_props = {p.get("name") for p in junit.iter("property")} - set(props)
     assert {"device", "clauses", "verdict"} <= case_props
     assert verify(whole.run_dir) == []  # junit.xml was final before the manifest was written
+    assert f"{PLACES[A]} at {lg.coordinator}, acquired by {me()}" in (whole.run_dir / "report.html").read_text()
 
 
 # --- packet evidence ------------------------------------------------------------------------------
@@ -534,7 +535,7 @@ def test_suite_properties_keep_existing_ones(tmp_path):
 
 def test_resolve_takes_only_what_the_inventory_leaves_out(tmp_path):
     from harness.inventory import load_inventory
-    from harness.labgrid import NetworkService, PlaceError, resolve
+    from harness.places import NetworkService, PlaceError, resolve
     (tmp_path / "key").write_text("x")
     (tmp_path / "known_hosts").write_text("")
     base = ('[[device]]\nname = "d"\nos = "linux"\n[device.labgrid]\nplace = "p"\n[device.ssh]\n'
@@ -561,7 +562,7 @@ def test_resolve_takes_only_what_the_inventory_leaves_out(tmp_path):
 
 def test_without_labgrid_a_place_is_one_clear_message(tmp_path, monkeypatch):
     from harness.inventory import load_inventory
-    from harness.labgrid import PlaceError, Places
+    from harness.places import PlaceError, Places
     (tmp_path / "key").write_text("x")
     (tmp_path / "known_hosts").write_text("")
     (tmp_path / "devices.toml").write_text(

@@ -15,7 +15,7 @@ import pytest
 
 from harness.contract.clauses import MAX_ENTRIES
 from harness.errors import UsageError
-from harness.labgrid import DEFAULT_PLACE_WAIT
+from harness.places import DEFAULT_PLACE_WAIT
 
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5

@@ -5,7 +5,7 @@ stays an error for the rest of the run: its remaining cases error at once.
 
 A device that names a labgrid place is acquired through the coordinator before it is opened
 (its SSH address may come from the place) and released when it is closed, also when opening it
-failed, and at the end whatever happened (harness/labgrid.py)."""
+failed, and at the end whatever happened (harness/places.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import NeighcheckError
-from harness.labgrid import DEFAULT_PLACE_WAIT
+from harness.places import DEFAULT_PLACE_WAIT
 
 
 class DeviceClosed(NeighcheckError):
@@ -37,7 +37,7 @@ class DeviceSessions:
         self.seeder = None
         self.coordinator = coordinator  # labgrid's, for devices with a place (--lg-coordinator)
         self.place_wait = place_wait
-        self.places = None  # harness.labgrid.Places, made for the first device with a place
+        self.places = None  # harness.places.Places, made for the first device with a place
 
     def open(self, name: str):
         """The opened device for `name`, opening it on first use; re-raises a failed open."""
@@ -93,7 +93,7 @@ class DeviceSessions:
 
     def _places(self):
         if self.places is None:
-            from harness.labgrid import Places
+            from harness.places import Places
             self.places = Places(self.coordinator, self.place_wait)
         return self.places
 

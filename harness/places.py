@@ -1,5 +1,7 @@
 """Devices shared through a labgrid coordinator (the optional extra `neighcheck[labgrid]`).
 
+(Not named labgrid.py: a process started in harness/ would import it as `labgrid`.)
+
 A lab with dozens of devices, wired to several harness hosts and shared by many CI jobs and
 people, already runs labgrid's coordinator: it reserves, queues and locks *places* across hosts.
 neighcheck uses it instead of a scheduler of its own. A device whose inventory entry names a
