@@ -360,15 +360,17 @@ def test_a_coordinator_that_is_down_is_one_clear_error_and_the_other_device_runs
     assert "Traceback" not in result.output
 
 
-def test_ctrl_c_while_holding_a_place_releases_it(lg):
-    script, flags = holding_agent(lg, "sigint")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_a_ci_cancel_while_holding_a_place_releases_it(lg, sig):
+    """SIGTERM (how CI systems cancel a job) is handled as Ctrl-C."""
+    script, flags = holding_agent(lg, sig.name)
     inventory = lg.inventory("sigint.toml", lab=False, only=(A,), places=(A,), agent={A: ["sh", str(script)]},
                              ssh={A: {"command_timeout": 60.0}})
     run = lg.start(inventory, "--lg-coordinator", lg.coordinator, *QUICK)
     try:
         wait_for(lambda: run.proc.poll() is not None or (flags / "in-flush").exists(), 60, "the run's flush")
         assert lg.acquired() == {PLACES[A]: me()}
-        os.killpg(run.proc.pid, signal.SIGINT)
+        os.killpg(run.proc.pid, sig)
     finally:
         (flags / "go").touch()  # the agent on the device ends too
         result = run.wait(60)

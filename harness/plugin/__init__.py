@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
+import threading
 
 import pytest
 
@@ -98,6 +100,21 @@ def activate(config: pytest.Config) -> None:
         from harness.plugin.results import PROPERTIES_PLUGIN, SuiteProperties
         config.pluginmanager.register(PacketEvidence(config), PACKETS)
         config.pluginmanager.register(SuiteProperties(run), PROPERTIES_PLUGIN)
+        _sigterm_as_ctrl_c()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """CI systems cancel a job with SIGTERM: handled as Ctrl-C, so what the run planted is
+    removed and its devices (labgrid places too) are released, where SIGTERM's default would end
+    the process on the spot and leave a shared lab's place acquired. Only in the main thread,
+    and never over a handler someone else installed."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def conformance_run(config: pytest.Config):
