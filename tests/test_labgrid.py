@@ -143,13 +143,14 @@ async def reservations(session):
     return [r.state for r in response.reservations]
 
 
-def create_places(address: str, matches: dict[str, str]) -> None:
+def create_places(address: str, matches: dict[str, str | None]) -> None:
     from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 
     async def work(session):
         for place, pattern in matches.items():
             await session.stub.AddPlace(pb.AddPlaceRequest(name=place))
-            await session.stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=place, pattern=pattern))
+            if pattern is not None:
+                await session.stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=place, pattern=pattern))
     in_session(address, work)
 
 
@@ -212,14 +213,18 @@ def labgrid_services(root: Path, devices: dict):
         assert coordinator.poll() is None, (work / "coordinator.log").read_text()
         exports = work / "exports.yaml"
         exports.write_text("".join(f"nckG-{name}:\n  NetworkService:\n    address: '{ADDRESSES[name]['host']}'\n"
-                                   f"    username: root\n    port: 22\n" for name in devices))
+                                   f"    username: root\n    port: 22\n" for name in devices)
+                           # a resource that is not a NetworkService, for a place that has only it
+                           + f"nckG-{A}-serial:\n  NetworkSerialPort:\n    host: '127.0.0.1'\n    port: 9\n")
         exporter = subprocess.Popen([str(BIN / "labgrid-exporter"), "--coordinator", address, "--name", "nckG-exporter",
                                      "--hostname", "127.0.0.1", str(exports)], cwd=work,
                                     stdout=(work / "exporter.log").open("w"), stderr=subprocess.STDOUT,
                                     start_new_session=True)
         procs.append(exporter)
-        create_places(address, {PLACES[name]: f"nckG-exporter/nckG-{name}/NetworkService" for name in devices})
-        wanted = {f"nckG-exporter/nckG-{name}/NetworkService" for name in devices}
+        create_places(address, {**{PLACES[name]: f"nckG-exporter/nckG-{name}/NetworkService" for name in devices},
+                                "nckG-place-bare": None, "nckG-place-serial": f"nckG-exporter/nckG-{A}-serial/*"})
+        wanted = {f"nckG-exporter/nckG-{name}/NetworkService" for name in devices} | \
+            {f"nckG-exporter/nckG-{A}-serial/NetworkSerialPort"}
         wait_for(lambda: exporter.poll() is not None or wanted <= exported(address), 30, "the exporter's resources",
                  step=0.2)
         assert exporter.poll() is None, (work / "exporter.log").read_text()
@@ -376,6 +381,28 @@ def test_ctrl_c_or_a_ci_cancel_while_holding_a_place_releases_it(lg, sig):
         result = run.wait(60)
     assert result.exit == 130, result.output[-3000:]
     # (the lg fixture asserts that no place is left acquired)
+
+
+@pytest.mark.parametrize("place, words", [
+    ("nckG-place-bare", "has no usable NetworkService resource (its matches: none); export one"),
+    ("nckG-place-serial", "has no usable NetworkService resource (its matches: nckG-exporter/nckG-G-linux-a-serial/*)"
+                          "; export one"),
+    ("nckG-no-such-place", "does not exist on the coordinator at {address} (places: nckG-place-a, nckG-place-b, "
+                           "nckG-place-bare, nckG-place-serial); create it"),
+])
+def test_a_place_without_a_usable_network_service_is_one_clear_error_at_once(lg, place, words):
+    from dataclasses import replace
+    from harness.inventory import load_inventory
+    from harness.places import PlaceError, Places
+    device = load_inventory(lg.inventory("nsvc.toml", lab=False, only=(A,), places=(A,))).devices[0]
+    device = replace(device, labgrid=replace(device.labgrid, place=place))
+    places = Places(lg.coordinator, wait=30)
+    started = time.monotonic()
+    with pytest.raises(PlaceError) as info:
+        places.claim(device)
+    assert f"device '{A}': labgrid place '{place}' " + words.format(address=lg.coordinator) in str(info.value)
+    assert time.monotonic() - started < 10, "a place that can never do must not be waited for"
+    assert places.claims == {}
 
 
 def test_doctor_finds_the_device_through_its_place(lg):
