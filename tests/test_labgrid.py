@@ -419,7 +419,7 @@ def test_shards_merged_equal_one_whole_run_with_suite_properties_under_xdist(lg,
     inventory = lg.inventory("shards.toml", lab=False, places=(A, B))
     subset = ("--", "-k", "test_idempotent or test_no_stack")
     shards = [places_run(lg, inventory, "--shard", f"{k}/2", *subset) for k in (1, 2)]
-    whole = places_run(lg, inventory, "-n", "2", *subset)
+    whole = places_run(lg, inventory, "-n", "2", "--pcap", "all", *subset)
     for result in (*shards, whole):
         assert result.exit == 0, result.output[-3000:]
     assert [sorted({c["device"] for c in s.cases()}) for s in shards] == [[A], [B]]
@@ -448,6 +448,10 @@ def test_shards_merged_equal_one_whole_run_with_suite_properties_under_xdist(lg,
     assert {"device", "clauses", "verdict"} <= case_props
     assert verify(whole.run_dir) == []  # junit.xml was final before the manifest was written
     assert f"{PLACES[A]} at {lg.coordinator}, acquired by {me()}" in (whole.run_dir / "report.html").read_text()
+    # --pcap all: passing cases keep their packets too (written by the xdist workers).
+    passed = [c for c in whole.cases() if c["verdict"] == "pass"]
+    assert passed and all(c["pcap"]["frames"] > 0 and (whole.run_dir / c["pcap"]["file"]).is_file() for c in passed)
+    assert not any(c.get("pcap") for s in shards for c in s.cases())  # by default, only failures
 
 
 # --- packet evidence ------------------------------------------------------------------------------
