@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.device import become
 from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
+from harness.traffic.capability import raw_socket_problem
 
 IFF_UP = 0x1
 
@@ -55,9 +57,16 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
         check.facts["shell"] = dialect_for(device).name
+        if device.ssh.become:
+            become.check(device, session)
+            check.facts["become"] = f"{device.ssh.become} (passwordless for {device.ssh.login.user})"
         agent = make_agent(device, session, inventory)
         info = agent.info()
         check.facts["agent"] = str(info.get("agent", "no `info` verb"))
+        if agent.output_before_replies:
+            lines = agent.output_before_replies[-1][1].splitlines()
+            check.facts["banner"] = (f"{len(lines)} line(s) printed before agent replies (skipped, kept "
+                                     f"in the evidence), first: {lines[0][:60]!r}")
         if info.get("admin") is False:
             check.problem(f"{device.ssh.login.user} is not root/admin on the device (flush needs it)")
         else:
@@ -83,7 +92,7 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
         if device.os == "linux":
             result = session.run("cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 "
                                  "/proc/sys/net/ipv6/neigh/default/gc_thresh3 2>/dev/null", timeout=10)
-            values = result.stdout.decode().split()
+            values = [v for v in result.stdout.decode().split() if v.isdigit()][-2:]  # past a banner
             # A network namespace has no gc thresholds of its own: they are the host's.
             check.facts["capacity"] = ("gc_thresh3 ipv4/ipv6 " + "/".join(values) if values
                                        else "host-global gc thresholds (not visible in a namespace)")
@@ -91,7 +100,23 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
         check.problem(str(exc))
     finally:
         session.close()
+    check_raw_sockets(device, check)
     return check
+
+
+def check_raw_sockets(device: Device, check: Check) -> None:
+    """The harness side of each test link: can this process send and receive frames there?"""
+    usable = []
+    for link in device.links:
+        if harness_link_up(link.harness_if) is None:
+            continue  # a missing interface is its own problem (above)
+        problem = raw_socket_problem(link.harness_if)
+        if problem is None:
+            usable.append(link.harness_if)
+        else:
+            check.problem(f"harness interface {link.harness_if!r}: {problem}")
+    if usable:
+        check.facts["raw-socket"] = f"ok on {' '.join(usable)} (CAP_NET_RAW: seeding and the responder)"
 
 
 def doctor(inventory: Inventory, names: list[str] | None = None, coordinator: str | None = None) -> int:

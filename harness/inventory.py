@@ -31,6 +31,8 @@ MAX_INVENTORY_BYTES = 1 << 20  # a real inventory is a few KiB; anything near th
 LAB_MGMT_DEVICE_IF = "eth0"  # the lab's management link inside each device namespace
 LAB_STATE_MARKERS = ("state.json", "id_ed25519")  # files that show a directory is a lab state dir
 ADMIN_USERS = ("root", "administrator")
+BECOME_METHODS = ("sudo",)  # [device.ssh] become: how an account that is not root gets root
+LAB_SUDO_USER = "nckadmin"  # the lab's sudo account on a device whose root may not log in
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class SshConfig:
     connect_timeout: float
     command_timeout: float
     keepalive: int
+    become: str | None = None  # "sudo": every privileged command runs through `sudo -n`
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class LabConfig:
     mgmt_harness_if: str
     mgmt_harness_addr: ipaddress.IPv4Interface
     ipv6: bool
+    root_login: bool = True  # false: root may not log in; the lab's sudo account does
 
 
 @dataclass(frozen=True)
@@ -419,7 +423,8 @@ def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None,
     p = "ssh."
     _check_keys(table, {"host", "port", "user", "key_file", "use_agent", "password_env",
                         "passphrase_env", "password", "passphrase", "known_hosts",
-                        "host_key_policy", "connect_timeout", "command_timeout", "keepalive"},
+                        "host_key_policy", "connect_timeout", "command_timeout", "keepalive",
+                        *BECOME_KEYS},
                 where, p)
     host = _host(table, where) if "host" in table or not from_place else None
     port = _get(table, "port", int, where, p, 22)
@@ -455,7 +460,7 @@ def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None,
         host=host, port=port, login=login, known_hosts=known_hosts, host_key_policy=policy,
         connect_timeout=_number(table, "connect_timeout", where, p, 5.0, 120),
         command_timeout=_number(table, "command_timeout", where, p, 30.0, 3600),
-        keepalive=keepalive,
+        keepalive=keepalive, become=_become(table, where),
     )
 
 
@@ -506,7 +511,7 @@ def _lab(table: Any, where: _Where, ssh: SshConfig, links: tuple[TestLink, ...])
     p = "lab."
     if not isinstance(table, dict):
         raise where.error("lab", f"must be a table ([device.lab]) for a lab device, got {_describe(table)}")
-    _check_keys(table, {"mgmt_harness_if", "mgmt_harness_addr", "ipv6"}, where, p)
+    _check_keys(table, {"mgmt_harness_if", "mgmt_harness_addr", "ipv6", *LAB_ACCESS_KEYS}, where, p)
     mgmt_if = _get(table, "mgmt_harness_if", str, where, p, rule=LINUX_IFNAME)
     mgmt_addr = _interface(table, "mgmt_harness_addr", 4, where, p)
     if mgmt_addr is None:
@@ -529,7 +534,40 @@ def _lab(table: Any, where: _Where, ssh: SshConfig, links: tuple[TestLink, ...])
            link.harness_v6 is None and link.device_v6 is not None:
             raise where.error(f"link[{i}]", "a lab link needs harness_v4/harness_v6 for each device address",
                               "the lab addresses both ends of the veth")
-    return LabConfig(mgmt_if, mgmt_addr, _get(table, "ipv6", bool, where, p, True))
+    return LabConfig(mgmt_if, mgmt_addr, _get(table, "ipv6", bool, where, p, True),
+                     root_login=_lab_root_login(table, where, ssh))
+
+
+# --- privileges: sudo for accounts that are not root, and lab devices whose root may not log in
+BECOME_KEYS = ("become",)
+LAB_ACCESS_KEYS = ("root_login",)
+
+
+def _become(table: dict, where: _Where) -> str | None:
+    """[device.ssh] become: how the SSH account runs what needs root (agent calls, the device
+    lock, cleanup). Only sudo, always non-interactive: a run never waits at a prompt."""
+    value = _get(table, "become", str, where, "ssh.", None)
+    if value is not None and value not in BECOME_METHODS:
+        raise where.error("ssh.become", f"{_shown(value)} is not supported",
+                          f"use become = \"sudo\" (passwordless: NOPASSWD), or log in as root and "
+                          "leave become out")
+    return value
+
+
+def _check_become(ssh: SshConfig, os_name: str, where: _Where) -> None:
+    if ssh.become is not None and os_name != "linux":
+        raise where.error("ssh.become", f"is for Linux devices, not {os_name}",
+                          "on Windows log in with an administrator account and leave become out")
+
+
+def _lab_root_login(table: dict, where: _Where, ssh: SshConfig) -> bool:
+    """[device.lab] root_login = false builds a device whose root may not log in over SSH; the
+    lab gives it the account LAB_SUDO_USER, which may use sudo without a password."""
+    root_login = _get(table, "root_login", bool, where, "lab.", True)
+    if not root_login and ssh.login.user == "root":
+        raise where.error("ssh.user", "root may not log in on this lab device (lab.root_login = false)",
+                          f"set user = \"{LAB_SUDO_USER}\" and become = \"sudo\" in [device.ssh]")
+    return root_login
 
 
 def _agent(table: Any, where: _Where) -> AgentConfig:
@@ -631,6 +669,7 @@ def _device(table: Any, index: int, path: Path, lab_dir: Path) -> Device:
         ssh_table = table["ssh"] if isinstance(table["ssh"], dict) else {}
         labgrid = _labgrid(table["labgrid"], where, ssh_table, is_lab)
     ssh = _ssh(table["ssh"], where, base, lab_dir if is_lab else None, from_place=labgrid is not None)
+    _check_become(ssh, os_name, where)
     raw_links = table.get("link")
     if isinstance(raw_links, dict):
         raise where.error("link", "is one table, not an array of tables",

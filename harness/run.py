@@ -13,7 +13,9 @@ host, the order of the inventory or the time, and shard sizes differ by one at m
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -21,8 +23,21 @@ from harness.contract.clauses import MAX_ENTRIES
 from harness.errors import UsageError
 from harness.inventory import load_inventory
 from harness.plugin.results import new_run_id
+from harness.traffic.capability import require_raw_sockets
 
-SUITE_DIR = Path(__file__).resolve().parent.parent / "conformance"
+SUITE_PACKAGE = "conformance"
+
+
+def suite_dir() -> Path:
+    """The conformance suite's directory: the `conformance` package installed beside the
+    harness (site-packages from a wheel, the checkout's own with an editable install)."""
+    spec = importlib.util.find_spec(SUITE_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(p) for p in locations if (Path(p) / "test_flush.py").is_file()]
+    if not found:
+        raise UsageError(f"the conformance suite (package {SUITE_PACKAGE!r}) is not installed "
+                         "beside the harness; reinstall neighcheck (pip install .)")
+    return found[0].resolve()
 
 
 def _out_dir(value: str) -> Path:
@@ -88,15 +103,24 @@ def run_suite(args) -> int:
         raise UsageError(f"--settle {args.settle:g}: use 0..60 seconds (0: DURABLE not judged)")
     if args.errata and not Path(args.errata).is_file():
         raise UsageError(f"--errata {args.errata}: file not found")
-    if not (SUITE_DIR / "test_flush.py").is_file():
-        raise UsageError(f"the conformance suite is not at {SUITE_DIR} (run from a checkout)")
+    suite = suite_dir()
+    require_raw_sockets(devices)
     out = _out_dir(args.out)
     run_id = new_run_id()
     run_dir = out / run_id
     passthrough = list(args.pytest_args or [])
     if passthrough[:1] == ["--"]:
         passthrough = passthrough[1:]
-    argv = [str(SUITE_DIR), "-p", "no:cacheprovider", "-q", "--rootdir", str(SUITE_DIR.parent),
+    # Pinned to the suite wherever it is installed: the same test ids as in a checkout, and no
+    # ini file (-c: an empty one) or conftest.py from the directories above it (a venv may sit
+    # inside someone else's project).
+    # labgrid's own pytest plugin (targets, strategies) is not used: neighcheck talks to the
+    # coordinator through labgrid's client library. Loaded, it costs 0.7 s per process.
+    argv = [str(suite), "-p", "no:cacheprovider", "-p", "no:labgrid", "-q", "--rootdir", str(suite.parent),
+            "-c", os.devnull, "--confcutdir", str(suite),
+            # Installed from a wheel, pytest marks the harness (its plugin) for assertion
+            # rewriting after this command imported it, and says so in every run's summary.
+            "-W", "ignore:Module already imported so cannot be rewritten; harness:pytest.PytestAssertRewriteWarning",
             "--devices", str(inventory.path), "--report-dir", str(run_dir),
             "--junitxml", str(run_dir / "junit.xml"), "-o", "junit_family=xunit2",
             "-o", "junit_suite_name=neighcheck"]

@@ -93,7 +93,7 @@ class SshSession:
             self._authenticate(transport)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
-            raise DeviceError(f"{self._where()}: SSH handshake failed: {exc}") from None
+            raise DeviceError(self._handshake_failed(transport, exc)) from None
         except BaseException:
             transport.close()
             raise
@@ -101,6 +101,19 @@ class SshSession:
             transport.set_keepalive(cfg.keepalive)
         self._transport = transport
         self.connects += 1
+
+    def _handshake_failed(self, transport: paramiko.Transport, exc: BaseException) -> str:
+        """One message whichever of paramiko's two equal timers fired first (its transport
+        thread's banner timeout, or start_client's wait): it says "Error reading SSH protocol
+        banner" or "No existing session" for the same silent port."""
+        cfg = self.config
+        if not transport.remote_version:
+            return (f"{self._where()}: no SSH banner within {cfg.connect_timeout:g} s: port {cfg.port} "
+                    "accepts connections but does not speak SSH (is ssh.port right? is sshd overloaded?)")
+        if not transport.initial_kex_done:
+            return (f"{self._where()}: the SSH handshake did not finish within {cfg.connect_timeout:g} s "
+                    f"(the server said {transport.remote_version!r}): {exc}")
+        return f"{self._where()}: SSH handshake failed: {exc}"
 
     def _check_host_key(self, key: paramiko.PKey) -> None:
         cfg = self.config

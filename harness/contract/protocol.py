@@ -7,6 +7,7 @@ Everything an agent prints is untrusted; these are the shapes a reply is checked
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -110,3 +111,34 @@ def parse_neighbor(entry: Any) -> Neighbor:
     except ValueError:
         pass  # kept as printed: it matches no seed, and the evidence shows it
     return Neighbor(address, family, ifindex, canonical_mac(lladdr), state, bool(entry.get("router", False)))
+
+
+_DECODER = json.JSONDecoder()
+
+
+def split_reply(text: str) -> tuple[str, Any] | None:
+    """(what the device printed before the reply, the reply) from an agent's stdout.
+
+    The reply is the JSON value that ends the output, starting at the beginning of a line.
+    Whatever precedes it was printed before the agent ran: a login shell's banner or motd
+    (bash reads ~/.bashrc for every SSH command). It is returned apart, never parsed. None:
+    the output does not end in JSON (garbage, or an agent that printed nothing).
+    """
+    stripped = text.strip()
+    try:
+        return "", json.loads(stripped)  # the usual case: the reply alone, parsed once
+    except ValueError:
+        pass
+    # Later line starts first: a banner may hold JSON-looking lines of its own.
+    newline = len(stripped)
+    while newline > 0:
+        newline = stripped.rfind("\n", 0, newline)
+        start = newline + 1
+        if stripped.startswith(("{", "["), start):
+            try:
+                value, end = _DECODER.raw_decode(stripped, start)
+            except ValueError:
+                continue
+            if end == len(stripped):
+                return stripped[:start].rstrip("\n"), value
+    return None

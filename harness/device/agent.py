@@ -7,23 +7,26 @@ exactly one JSON object back. Which AGENT depends on the device (`make_agent`):
 - Linux, built in: the POSIX sh shim (agents/linux_shim.sh), sent as the text of a `sh -c`
   command, so nothing is installed on the device;
 - Windows, built in: the native agent, uploaded first (harness/device/windows.py).
-The words are quoted for the device's shell by its dialect (harness/device/dialect.py).
+The words are quoted for the device's shell by its dialect (harness/device/dialect.py), and
+run through sudo where the device's root may not log in (harness/device/become.py).
 
 Everything an agent prints is untrusted: a reply that is not one JSON object of the expected
-shape is an AgentError (a harness `error` verdict), never a pass or a fail.
+shape is an AgentError (a harness `error` verdict), never a pass or a fail. Text before the
+object (a device whose login shell prints a banner on every SSH command) is not part of the
+reply: it is kept in `output_before_replies` for the evidence (protocol.split_reply).
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from harness.contract.clauses import AF_UNSPEC
 from harness.contract.status import Outcome
+from harness.device.become import become_words
 from harness.device.dialect import Dialect, dialect_for
-from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor
+from harness.contract.protocol import Neighbor, StatusReply, TableReply, parse_neighbor, split_reply
 from harness.errors import AgentError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -40,31 +43,39 @@ def make_agent(device: Device, session: SshSession, inventory: Inventory | None)
     """The device's agent over `session`: the one place that decides which agent and dialect.
     (`inventory` places a lab device's Windows agent; Linux and vendor agents need none.)"""
     dialect = dialect_for(device)
+    become = become_words(device)
     if device.agent.command:
-        return Agent(device, session, list(device.agent.command), dialect)
+        return Agent(device, session, list(device.agent.command), dialect, become)
     if device.os == "windows":
         from harness.device.windows import agent_prefix  # builds with mingw: only when needed
         return Agent(device, session, agent_prefix(device, session, inventory), dialect)
-    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect)
+    return Agent(device, session, ["sh", "-c", linux_shim_text(), "neighcheck-agent"], dialect, become)
 
 
 class Agent:
     """Calls one device's agent over its SSH session."""
 
-    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect):
+    def __init__(self, device: Device, session: SshSession, prefix: list[str], dialect: Dialect,
+                 become: tuple[str, ...] = ()):
         self.device = device
         self.session = session
         self.prefix = prefix
         self.dialect = dialect
+        self.become = become  # e.g. ("sudo", "-n", "--"): put before every call
+        # (call, text) for each reply the device printed something before (a login banner).
+        self.output_before_replies: list[tuple[str, str]] = []
         self.calls = 0
         self.mutations = 0  # calls that may have changed the table (tells when a read is stale)
 
     def over(self, session: SshSession) -> "Agent":
-        """The same agent called over another session (e.g. the non-admin account's)."""
-        return Agent(self.device, session, self.prefix, self.dialect)
+        """The same agent called over another session (the non-admin account's), without sudo:
+        RET-ACCESS judges what that account gets on its own."""
+        agent = Agent(self.device, session, self.prefix, self.dialect)
+        agent.output_before_replies = self.output_before_replies  # one record per device
+        return agent
 
     def command_line(self, verb: str, *args: str | int) -> str:
-        return self.dialect.quote([*self.prefix, verb, *map(str, args)])
+        return self.dialect.quote([*self.become, *self.prefix, verb, *map(str, args)])
 
     def call(self, verb: str, *args: str | int, timeout: float | None = None) -> dict[str, Any]:
         command = self.command_line(verb, *args)
@@ -72,19 +83,22 @@ class Agent:
             self.mutations += 1  # counted before it runs: an abandoned call may still have run
         result = self.session.run(command, timeout=timeout)
         self.calls += 1
-        where = f"device {self.device.name!r}: agent `{verb} {' '.join(map(str, args))}`".rstrip()
+        call = " ".join(map(str, (verb, *args)))
+        where = f"device {self.device.name!r}: agent `{call}`"
         err = result.stderr.decode(errors="replace").strip()
         if result.exit_status != 0:
             raise AgentError(f"{where} exited {result.exit_status}: "
                              f"{(err or result.stdout.decode(errors='replace')).strip()[:300]}")
         text = result.stdout.decode(errors="replace").strip()
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            raise AgentError(f"{where} printed something that is not one JSON object: "
-                             f"{text[:200]!r}") from None
+        found = split_reply(text)
+        if found is None:
+            raise AgentError(f"{where} printed no JSON object at the end of its output: "
+                             f"{text[-200:]!r}" if text else f"{where} printed nothing")
+        before, reply = found
         if not isinstance(reply, dict):
-            raise AgentError(f"{where} printed JSON that is not an object: {text[:200]!r}")
+            raise AgentError(f"{where} printed JSON that is not an object: {text[-200:]!r}")
+        if before:
+            self.output_before_replies.append((call, before))
         return reply
 
     # --- verbs -------------------------------------------------------------------------

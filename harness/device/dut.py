@@ -17,6 +17,7 @@ from harness.contract.clauses import FAMILY_NAMES, STACK_NAME, STACK_OF
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
+from harness.device import become
 from harness.device.agent import Agent, make_agent
 from harness.device.dialect import dialect_for
 from harness.device.lock import DeviceLock
@@ -97,7 +98,9 @@ class DeviceUnderTest:
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
-        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait)
+        become.check(self.device, self.session)  # before the lock, which needs root too
+        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait,
+                               become.become_words(self.device))
         self.lock.acquire()
         self.agent = make_agent(self.device, self.session, self.inventory)
         self.fingerprint = {"os": self.device.os, **self.agent.info()}
@@ -371,7 +374,7 @@ class DeviceUnderTest:
             if not present:
                 return
             lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
-            result = self.session.run("ip -batch -", stdin=lines.encode())
+            result = self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()

@@ -9,6 +9,9 @@ For every device with a [device.lab] table the lab makes:
   root's rc files are blanked (bash sources ~/.bashrc on every SSH exec: 170 ms here), an
   unprivileged account exists (for RET-ACCESS) and /run/lock is private (so the on-device lock
   is per device, as on real hardware);
+- with `lab.root_login = false`, a device whose root may not log in over SSH, as many real
+  ones: sshd refuses root, and the account `nckadmin` may use sudo without a password (its
+  own /etc/sudoers in the device's mount namespace);
 - a client key and a known_hosts file under the lab's state directory.
 
 Everything it makes is written to a state file first, so `down` can undo it after a crash.
@@ -32,11 +35,13 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.hostlock import host_lock
-from harness.inventory import Device, Inventory
+from harness.inventory import LAB_SUDO_USER, Device, Inventory
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_AUTHORIZED_KEYS = "/run/lock/nck-authorized_keys"  # inside the device's mount namespace
 UNPRIVILEGED_UID = 64999
+SUDO_UID = 64998  # LAB_SUDO_USER, on devices with lab.root_login = false
+SUDO = "/usr/bin/sudo"
 # Values large enough for 16,384 entries per family on every link of several devices.
 GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
 SYSCTL_ROOT = Path("/proc/sys")
@@ -286,7 +291,7 @@ class Lab:
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
-            "PermitRootLogin prohibit-password",
+            f"PermitRootLogin {'prohibit-password' if device.lab.root_login else 'no'}",
             "StrictModes no",  # the keys live in the project's tree, not in a home dir
             "UsePAM no",
             "UseDNS no",
@@ -303,7 +308,8 @@ class Lab:
         empty_rc.write_text("")
         passwd = ddir / "passwd"
         passwd.write_text(Path("/etc/passwd").read_text() +
-                          f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n")
+                          f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n"
+                          + self._sudo_account(device))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
         q = shlex.quote
         # sshd reads authorized_keys as the logging-in user: the non-admin account cannot reach
@@ -312,6 +318,12 @@ class Lab:
         mounts = [f"mount --bind {q(str(passwd))} /etc/passwd", "mount -t tmpfs nck-lock /run/lock",
                   f"cp {q(str(ddir / 'authorized_keys'))} {DEVICE_AUTHORIZED_KEYS}",
                   f"chmod 644 {DEVICE_AUTHORIZED_KEYS}"]
+        if not device.lab.root_login:
+            # sudo resolves the host's name on every call (a warning on stderr if it cannot).
+            hosts = ddir / "hosts"
+            hosts.write_text(Path("/etc/hosts").read_text() + f"127.0.1.1 {device.netns}\n")
+            mounts += [f"mount --bind {q(str(self._sudoers(device, ddir)))} /etc/sudoers",
+                       f"mount --bind {q(str(hosts))} /etc/hosts"]
         for rc in ("/root/.bashrc", "/root/.profile", "/root/.bash_profile", "/etc/bash.bashrc"):
             if Path(rc).exists():
                 mounts.append(f"mount --bind {q(str(empty_rc))} {rc}")
@@ -327,6 +339,30 @@ class Lab:
             time.sleep(0.02)
         log = (ddir / "sshd.log").read_text() if (ddir / "sshd.log").exists() else ""
         raise UsageError(f"lab: sshd for {device.name} did not start: {log.strip() or 'no log'}")
+
+    @staticmethod
+    def _sudo_account(device: Device) -> str:
+        """The passwd line of the lab's sudo account ('*': no password; sudo never asks)."""
+        if device.lab.root_login:
+            return ""
+        return f"{LAB_SUDO_USER}:*:{SUDO_UID}:{SUDO_UID}:neighcheck sudo account:/tmp:/bin/sh\n"
+
+    @staticmethod
+    def _sudoers(device: Device, ddir: Path) -> Path:
+        """The device's /etc/sudoers: root, and the lab's sudo account without a password."""
+        if not Path(SUDO).exists() or not Path("/etc/sudoers").exists():
+            raise UsageError(f"lab: {device.name} has lab.root_login = false, which needs sudo on "
+                             "this host: apt-get install sudo (scripts/install-deps does)")
+        path = ddir / "sudoers"
+        path.write_text("\n".join([
+            "Defaults env_reset",
+            'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+            "root ALL=(ALL:ALL) ALL",
+            f"{LAB_SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL",
+            "",
+        ]))
+        path.chmod(0o440)  # sudo refuses a sudoers file that others may write
+        return path
 
     def restart_sshd(self, device: Device) -> int:
         """Stop the device's sshd and every session it serves, then start a fresh one

@@ -109,6 +109,12 @@ class DeviceSessions:
                 raise
             error.args = (f"{error}; and {exc}",)
 
+    def output_before_replies(self, name: str) -> list[tuple[str, str]]:
+        """What the device printed before its agent's replies so far (a login banner)."""
+        dut = self.duts.get(name)
+        agent = getattr(dut, "agent", None) if not isinstance(dut, Exception) else None
+        return agent.output_before_replies if agent is not None else []
+
     def close(self, name: str) -> None:
         dut = self.duts.get(name)
         if dut is not None and not isinstance(dut, Exception):

@@ -12,7 +12,7 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -93,7 +93,7 @@ class Case:
     """What a conformance case uses to record timings, evidence and its verdict."""
 
     def __init__(self, record: CaseRecord, run_dir: Path, evidence_dir: Path, *, settle: float,
-                 scale_entries: int):
+                 scale_entries: int, device_output: Callable[[], list[tuple[str, str]]] | None = None):
         self.record = record
         self.run_dir = run_dir
         self.evidence_dir = evidence_dir
@@ -102,6 +102,9 @@ class Case:
         self.evidence: dict[str, Any] = {}
         self._planted: list[tuple[Any, Any, int | None]] = []
         self._t0 = time.perf_counter()
+        # What the device printed before agent replies (a login banner): this case's share.
+        self._device_output = device_output
+        self._device_output_mark = len(device_output()) if device_output else 0
 
     def plant(self, dut, count: int | None = None):
         """Seed the device (dut.seed) and record what was planted in the evidence."""
@@ -148,6 +151,14 @@ class Case:
         path = evidence_path(self.evidence_dir, self.record.device, self.record.name, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.evidence["case"] = {k: v for k, v in self.record.to_dict().items() if k != "evidence"}
+        if self._device_output is not None:
+            seen = self._device_output()[self._device_output_mark:]
+            if seen:
+                texts: dict[str, list[str]] = {}
+                for call, text in seen:
+                    texts.setdefault(text, []).append(call)
+                self.evidence["device_output_before_replies"] = [
+                    {"text": text, "calls": calls} for text, calls in texts.items()]
         # Indented while a person would read it; past that, json's C encoder (indent forces
         # the pure-Python one: 3x slower, 1.3 s for a 65k-entry case).
         small = len(self.evidence.get("before", ())) <= EVIDENCE_INDENT_MAX

@@ -90,9 +90,14 @@ class ResultsWriter:
 
 
 def _git_commit() -> str | None:
+    """The checkout's commit when the harness runs from one; None for an installed copy (whose
+    site-packages may sit inside some other git repository: its commit is not ours)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / "pyproject.toml").is_file() or not (checkout / "conformance").is_dir():
+        return None
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+                             cwd=checkout)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

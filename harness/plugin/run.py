@@ -21,6 +21,7 @@ from harness.inventory import load_inventory
 from harness.plugin.devices import DeviceSessions
 from harness.plugin.outcomes import Case, conclude_verdict, device_of, record_of, short_repr
 from harness.plugin.results import ResultsWriter, new_run_id
+from harness.traffic.capability import require_raw_sockets
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -32,6 +33,7 @@ class ConformanceRun:
         self.config = config
         self.inventory = load_inventory(config.getoption("devices"))
         self.selected = self.inventory.select(config.getoption("device") or None)
+        require_raw_sockets(self.selected)  # `pytest conformance` stops at once too
         errata_path = config.getoption("errata") or ("errata.toml" if Path("errata.toml").exists() else None)
         self.errata = load_errata(Path(errata_path)) if errata_path else []
         if _is_worker(config):
@@ -57,8 +59,10 @@ class ConformanceRun:
         self._interrupted = False  # Ctrl-C seen (pytest's exit status can miss a second one)
 
     def case_for(self, item) -> Case:
-        return Case(record_of(item), self.run_dir, self.evidence_dir, settle=self.settle,
-                    scale_entries=self.config.getoption("scale_entries"))
+        record = record_of(item)
+        return Case(record, self.run_dir, self.evidence_dir, settle=self.settle,
+                    scale_entries=self.config.getoption("scale_entries"),
+                    device_output=lambda: self.devices.output_before_replies(record.device))
 
     # --- set-up --------------------------------------------------------------------------
     def pytest_configure_node(self, node) -> None:  # xdist controller -> each worker

@@ -32,11 +32,52 @@ LIBS = ("-lws2_32",)
 BUILD_TIMEOUT_S = 120.0
 
 
-def _digest(flags: tuple[str, ...]) -> str:
+def _digest(sources: Sequence[Path], flags: Sequence[str], libs: Sequence[str]) -> str:
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
-    h.update("\0".join((COMPILER, *flags, *LIBS)).encode())
+    for source in sources:
+        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    h.update("\0".join((COMPILER, *flags, *libs)).encode())
     return h.hexdigest()
+
+
+def compile_pe(out: Path, sources: Sequence[Path], flags: Sequence[str],
+               libs: Sequence[str] = ()) -> Path:
+    """Compile `sources` (C files, and for a DLL its .def) into `out` with mingw-w64 unless the
+    digest stamp beside it says these sources and flags built it; return `out`.
+
+    The one build rule for the agent and for test-only Windows programs and DLLs (e.g. the
+    iphlpapi stand-in in tests/support). `out` is replaced atomically, so parallel pytest
+    workers building into the same directory never see a half-written file. Raises
+    UsageError when the cross compiler is missing (naming the apt package) or the compile
+    fails.
+    """
+    out = Path(out)
+    stamp = out.with_name(out.name + ".sha256")
+    digest = _digest(sources, flags, libs)
+    if out.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return out
+
+    compiler = shutil.which(COMPILER)
+    if compiler is None:
+        raise UsageError(f"{COMPILER} not found: install the Debian package {APT_PACKAGE} "
+                         f"(apt-get install -y {APT_PACKAGE}) to build the Windows agent")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            proc = subprocess.run([compiler, *flags, "-o", str(tmp), *map(str, sources), *libs],
+                                  capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise UsageError(f"{COMPILER} did not finish within {BUILD_TIMEOUT_S:g} s") from None
+        if proc.returncode != 0:
+            raise UsageError(f"building {out.name} failed:\n{proc.stderr.strip()}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    stamp.write_text(digest + "\n")
+    return out
 
 
 def build_agent(out_dir: Path, defines: Sequence[str] = ()) -> Path:
@@ -47,35 +88,8 @@ def build_agent(out_dir: Path, defines: Sequence[str] = ()) -> Path:
     Raises UsageError when the cross compiler is missing (naming the apt package) or the
     compile fails.
     """
-    out_dir = Path(out_dir)
-    exe = out_dir / EXE_NAME
-    stamp = out_dir / (EXE_NAME + ".sha256")
     flags = (*CFLAGS, *(f"-D{define}" for define in defines))
-    digest = _digest(flags)
-    if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
-        return exe
-
-    compiler = shutil.which(COMPILER)
-    if compiler is None:
-        raise UsageError(f"{COMPILER} not found: install the Debian package {APT_PACKAGE} "
-                         f"(apt-get install -y {APT_PACKAGE}) to build the Windows agent")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".agent-", suffix=".exe", dir=out_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            proc = subprocess.run([compiler, *flags, "-o", str(tmp), str(SOURCE), *LIBS],
-                                  capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise UsageError(f"{COMPILER} did not finish within {BUILD_TIMEOUT_S:g} s") from None
-        if proc.returncode != 0:
-            raise UsageError(f"building the Windows agent failed:\n{proc.stderr.strip()}")
-        os.replace(tmp, exe)
-    finally:
-        tmp.unlink(missing_ok=True)
-    stamp.write_text(digest + "\n")
-    return exe
+    return compile_pe(Path(out_dir) / EXE_NAME, [SOURCE], flags, LIBS)
 
 
 def main(argv: list[str] | None = None) -> int:

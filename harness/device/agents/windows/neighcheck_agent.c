@@ -1,17 +1,19 @@
 /*
- * neighcheck Windows agent: the device side of the agent protocol (DESIGN.md section 2a)
- * on iphlpapi.
+ * neighcheck Windows agent: the device side of the agent protocol (DESIGN.md section 2a, with
+ * the issue-13 extensions) on iphlpapi.
  *
  *   neighcheck_agent.exe interfaces | stacks | info | --version
  *   neighcheck_agent.exe table FAMILY
  *   neighcheck_agent.exe flush FAMILY IFINDEX
  *   neighcheck_agent.exe add FAMILY IFINDEX ADDRESS LLADDR      (alias: add-static)
- *   neighcheck_agent.exe delete FAMILY IFINDEX ADDRESS
+ *   neighcheck_agent.exe delete FAMILY IFINDEX ADDRESS [ADDRESS ...]
+ *   neighcheck_agent.exe lock WAIT_SECONDS HOLDER
  *
  * Exactly one JSON object goes to stdout; exit 0, or 2 for a bad argument.
  * Families are Windows numbers (AF_UNSPEC=0, AF_INET=2, AF_INET6=23) parsed as unsigned
  * 16-bit values and passed to the API unchanged, so invalid-family cases reach the API.
- * Status codes are the raw Win32 codes the functions return.
+ * Status codes are the raw Win32 codes the functions return; every reply of flush, add,
+ * delete and table says so with "status_space": "win32".
  *
  * Every NETIOAPI function is resolved with GetProcAddress: an implementation that lacks an
  * export (Wine has no FlushIpNetTable2) is reported as "not-exported" instead of the loader
@@ -19,6 +21,12 @@
  * EXCEPTION_WINE_STUB when one is called) is reported the same way by the unhandled-exception
  * filter; every verb calls its API functions before it prints anything, so that report is
  * the only output.
+ *
+ * iphlpapi.dll is loaded from System32 only. It is not a KnownDLL, so a plain
+ * LoadLibrary("iphlpapi.dll") would search the agent's own folder first, and the agent is
+ * uploaded into a user-writable folder: a DLL planted there would run as the (elevated)
+ * agent. SetDefaultDllDirectories covers every later load in the process too (the DLLs that
+ * system DLLs load on demand).
  *
  * Output is pure ASCII: every non-ASCII character is written as a \uXXXX escape, so the
  * console code page never matters.
@@ -34,6 +42,7 @@
 #include <windows.h>
 #include <iphlpapi.h>
 #include <netioapi.h>
+#include <sddl.h>
 #include <fcntl.h>
 #include <io.h>
 #include <stdarg.h>
@@ -43,7 +52,7 @@
 #include <wchar.h>
 
 #define AGENT_NAME "neighcheck-windows-agent"
-#define AGENT_VERSION "1.0.0"
+#define AGENT_VERSION "1.1.0"
 #define PROTOCOL_VERSION 1
 
 #define EXIT_BAD_ARGUMENT 2
@@ -51,20 +60,39 @@
 /* What Wine raises when a program calls an export that is declared but not implemented. */
 #define EXCEPTION_WINE_STUB 0x80000100
 
+#ifndef LOAD_LIBRARY_SEARCH_SYSTEM32
+#define LOAD_LIBRARY_SEARCH_SYSTEM32 0x00000800
+#endif
+
 /* Which DLL function is being called, for the exception filter's report. */
 static const char *g_calling = "(none)";
 /* Set once the reply is written and flushed: only FreeMibTable runs after that. */
 static BOOL g_reply_complete;
+/* The verb's replies carry status_space (flush, add, delete, table): so does the filter's. */
+static BOOL g_status_space;
+/* Why iphlpapi.dll is not loaded (GetLastError of the load), 0 while it is or was not tried. */
+static DWORD g_load_error;
 
 /* Test hook: a build can resolve another export in place of FlushIpNetTable2 (e.g. a Wine
    stub, to check that a stub is reported and not a crash). Production builds never set it. */
 #ifndef FLUSH_EXPORT
 #define FLUSH_EXPORT "FlushIpNetTable2"
 #endif
+/* Test hook: the group `info` checks for network_config_operator (a SID string), so a test
+   can name a group the token does have. Production: Network Configuration Operators. */
+#ifndef NCO_SID
+#define NCO_SID L"S-1-5-32-556"
+#endif
+/* Test hook: NCK_TEST_NOT_ELEVATED makes `info` read the token as not elevated, so a test
+   under Wine (whose token is always elevated) can show that `admin` follows the group too.
+   NCK_TEST_UNSAFE_DLL_SEARCH restores the default DLL search (the agent's folder first), so
+   a test can show that its planted-DLL check catches that. Production builds set neither. */
 
 typedef DWORD(WINAPI *GetIpNetTable2Fn)(ADDRESS_FAMILY, PMIB_IPNET_TABLE2 *);
 typedef DWORD(WINAPI *FlushIpNetTable2Fn)(ADDRESS_FAMILY, NET_IFINDEX);
 typedef DWORD(WINAPI *IpNetEntry2Fn)(const MIB_IPNET_ROW2 *);
+typedef DWORD(WINAPI *SetIpNetEntry2Fn)(MIB_IPNET_ROW2 *);
+typedef BOOL(WINAPI *SetDefaultDllDirectoriesFn)(DWORD);
 typedef DWORD(WINAPI *GetIfTable2Fn)(PMIB_IF_TABLE2 *);
 typedef DWORD(WINAPI *GetIpInterfaceTableFn)(ADDRESS_FAMILY, PMIB_IPINTERFACE_TABLE *);
 typedef VOID(WINAPI *FreeMibTableFn)(PVOID);
@@ -134,15 +162,26 @@ static int bad_argument(const wchar_t *fmt, ...)
     fputs("{\"error\": \"bad-argument\", \"detail\": ", stdout);
     json_wstr(detail);
     fputs(", \"usage\": \"interfaces | stacks | info | table FAMILY | flush FAMILY IFINDEX"
-          " | add FAMILY IFINDEX ADDRESS LLADDR | delete FAMILY IFINDEX ADDRESS"
-          " | --version\"}\n", stdout);
+          " | add FAMILY IFINDEX ADDRESS LLADDR | delete FAMILY IFINDEX ADDRESS [ADDRESS ...]"
+          " | lock WAIT_SECONDS HOLDER | --version\"}\n", stdout);
     return EXIT_BAD_ARGUMENT;
 }
 
-static int not_exported(const char *dll, const char *function)
+static void json_status_space(void)
 {
-    printf("{\"status\": null, \"error\": \"not-exported\", \"detail\": \"%s has no %s\"}\n",
-           dll, function);
+    if (g_status_space)
+        fputs(", \"status_space\": \"win32\"", stdout);
+}
+
+static int not_exported(const char *function)
+{
+    fputs("{\"status\": null", stdout);
+    json_status_space();
+    if (g_load_error)
+        printf(", \"error\": \"not-exported\", \"detail\": \"iphlpapi.dll could not be loaded from "
+               "System32 (error %lu), so there is no %s\"}\n", (unsigned long)g_load_error, function);
+    else
+        printf(", \"error\": \"not-exported\", \"detail\": \"iphlpapi.dll has no %s\"}\n", function);
     return 0;
 }
 
@@ -246,11 +285,37 @@ static void reply_complete(void)
     g_reply_complete = TRUE;
 }
 
+/* Every later DLL load in this process (by name, and the imports of any DLL it loads)
+   searches System32 only, never the agent's folder, the current directory or PATH. Resolved
+   at run time: Windows 7 has it only with KB2533623, and the loader must not refuse to start. */
+static void restrict_dll_search(void)
+{
+#ifndef NCK_TEST_UNSAFE_DLL_SEARCH
+    HMODULE kernel32 = GetModuleHandleW(L"kernel32.dll");
+    SetDefaultDllDirectoriesFn set_dirs = kernel32
+        ? (SetDefaultDllDirectoriesFn)(void *)GetProcAddress(kernel32, "SetDefaultDllDirectories")
+        : NULL;
+    if (set_dirs)
+        set_dirs(LOAD_LIBRARY_SEARCH_SYSTEM32);
+#endif
+}
+
 static HMODULE iphlpapi(void)
 {
     static HMODULE module;
-    if (!module)
+    static BOOL tried;
+    if (!tried) {
+        tried = TRUE;
+#ifdef NCK_TEST_UNSAFE_DLL_SEARCH
         module = LoadLibraryW(L"iphlpapi.dll");
+#else
+        /* System32 for iphlpapi.dll and for everything it imports. Where the flag is unknown
+           (ERROR_INVALID_PARAMETER before KB2533623) this fails: no unsafe fallback. */
+        module = LoadLibraryExW(L"iphlpapi.dll", NULL, LOAD_LIBRARY_SEARCH_SYSTEM32);
+#endif
+        if (!module)
+            g_load_error = GetLastError() ? GetLastError() : ERROR_MOD_NOT_FOUND;
+    }
     return module;
 }
 
@@ -271,20 +336,60 @@ static void free_mib_table(void *table)
 
 /* ---- verbs ------------------------------------------------------------------------- */
 
+/* One family's GetIpInterfaceTable: which interfaces have that family bound. */
+struct ip_interfaces {
+    DWORD status;
+    PMIB_IPINTERFACE_TABLE table;
+};
+
+static void get_ip_interfaces(ADDRESS_FAMILY family, struct ip_interfaces *out)
+{
+    GetIpInterfaceTableFn get_table =
+        (GetIpInterfaceTableFn)(void *)iphlpapi_export("GetIpInterfaceTable");
+    out->table = NULL;
+    out->status = get_table ? get_table(family, &out->table) : ERROR_PROC_NOT_FOUND;
+    if (out->status != NO_ERROR)
+        out->table = NULL; /* never trust (or free) what a failed call left there */
+}
+
+/* ERROR_NOT_FOUND: no interface has the family; ERROR_NOT_SUPPORTED: no stack for it
+   (GetIpInterfaceTable's documented codes). Either way no interface has it. */
+static BOOL family_absent(DWORD status)
+{
+    return status == ERROR_NOT_FOUND || status == ERROR_NOT_SUPPORTED;
+}
+
+static BOOL has_ip_interface(const struct ip_interfaces *ipif, NET_IFINDEX index)
+{
+    for (ULONG i = 0; ipif->table && i < ipif->table->NumEntries; i++)
+        if (ipif->table->Table[i].InterfaceIndex == index)
+            return TRUE;
+    return FALSE;
+}
+
 static int verb_interfaces(void)
 {
     GetIfTable2Fn get_if_table = (GetIfTable2Fn)(void *)iphlpapi_export("GetIfTable2");
     PMIB_IF_TABLE2 table = NULL;
+    struct ip_interfaces v4, v6;
     DWORD status;
-    BOOL first = TRUE;
+    BOOL first = TRUE, families;
 
     if (!get_if_table)
-        return not_exported("iphlpapi.dll", "GetIfTable2");
+        return not_exported("GetIfTable2");
     status = get_if_table(&table);
     if (status != NO_ERROR) {
         printf("{\"status\": %lu, \"interfaces\": []}\n", (unsigned long)status);
         return 0;
     }
+    get_ip_interfaces(AF_INET, &v4);
+    get_ip_interfaces(AF_INET6, &v6);
+    /* Per-interface families only when both tables gave an answer and at least one listed
+       interfaces: Wine 8 fails both with ERROR_NOT_SUPPORTED, which would otherwise read as
+       "no interface has any family". Without them the harness uses the device's stacks. */
+    families = (v4.status == NO_ERROR || family_absent(v4.status)) &&
+               (v6.status == NO_ERROR || family_absent(v6.status)) &&
+               (v4.status == NO_ERROR || v6.status == NO_ERROR);
     fputs("{\"status\": 0, \"interfaces\": [", stdout);
     for (ULONG i = 0; i < table->NumEntries; i++) {
         const MIB_IF_ROW2 *row = &table->Table[i];
@@ -302,25 +407,35 @@ static int verb_interfaces(void)
         json_lladdr(row->PhysicalAddress, row->PhysicalAddressLength);
         fputs(", \"up\": ", stdout);
         json_bool(row->OperStatus == IfOperStatusUp);
-        printf(", \"type\": %lu}", (unsigned long)row->Type);
+        printf(", \"type\": %lu", (unsigned long)row->Type);
+        if (families) {
+            BOOL ipv4 = has_ip_interface(&v4, row->InterfaceIndex);
+            BOOL ipv6 = has_ip_interface(&v6, row->InterfaceIndex);
+            printf(", \"families\": [%s%s%s]", ipv4 ? "\"ipv4\"" : "", ipv4 && ipv6 ? ", " : "",
+                   ipv6 ? "\"ipv6\"" : "");
+        }
+        fputs("}", stdout);
     }
-    fputs("]}\n", stdout);
+    /* Extension: the raw GetIpInterfaceTable codes behind "families" (or its absence). */
+    printf("], \"ip_interface_status\": {\"ipv4\": %lu, \"ipv6\": %lu}}\n",
+           (unsigned long)v4.status, (unsigned long)v6.status);
     reply_complete();
     free_mib_table(table);
+    free_mib_table(v4.table);
+    free_mib_table(v6.table);
     return 0;
 }
 
 /* How many IP interfaces the stack reports for a family, or -1 if it cannot tell. */
 static long ip_interface_count(ADDRESS_FAMILY family)
 {
-    GetIpInterfaceTableFn get_table =
-        (GetIpInterfaceTableFn)(void *)iphlpapi_export("GetIpInterfaceTable");
-    PMIB_IPINTERFACE_TABLE table = NULL;
+    struct ip_interfaces ipif;
     long count;
-    if (!get_table || get_table(family, &table) != NO_ERROR)
+    get_ip_interfaces(family, &ipif);
+    if (ipif.status != NO_ERROR)
         return -1;
-    count = (long)table->NumEntries;
-    free_mib_table(table);
+    count = (long)ipif.table->NumEntries;
+    free_mib_table(ipif.table);
     return count;
 }
 
@@ -362,9 +477,14 @@ static int verb_stacks(void)
     return 0;
 }
 
-static const char *state_name(NL_NEIGHBOR_STATE state)
+/* The protocol's state for a row; NULL for a State value the agent does not know. */
+static const char *state_name(const MIB_IPNET_ROW2 *row)
 {
-    switch (state) {
+    /* IsUnreachable: the stack gave up on the neighbor whatever State says; such an entry
+       is not usable, and seeding must not count it as landed. */
+    if (row->IsUnreachable)
+        return "unreachable";
+    switch (row->State) {
     case NlnsUnreachable: return "unreachable";
     case NlnsIncomplete: return "incomplete";
     case NlnsProbe: return "probe";
@@ -390,15 +510,23 @@ static int verb_table(ADDRESS_FAMILY family)
 {
     GetIpNetTable2Fn get_table = (GetIpNetTable2Fn)(void *)iphlpapi_export("GetIpNetTable2");
     PMIB_IPNET_TABLE2 table = NULL;
-    DWORD status;
+    DWORD api_status, status;
 
     if (!get_table)
-        return not_exported("iphlpapi.dll", "GetIpNetTable2");
-    status = get_table(family, &table);
-    printf("{\"status\": %lu, \"entries\": [", (unsigned long)status);
-    for (ULONG i = 0; status == NO_ERROR && table && i < table->NumEntries; i++) {
+        return not_exported("GetIpNetTable2");
+    api_status = get_table(family, &table);
+    /* ERROR_NOT_FOUND is how GetIpNetTable2 says "no entries": an empty table, not a
+       failure. The raw code stays in api_status. */
+    status = api_status == ERROR_NOT_FOUND ? NO_ERROR : api_status;
+    if (api_status != NO_ERROR && api_status != ERROR_NOT_FOUND)
+        table = NULL; /* never trust (or free) what a failed call left there */
+    printf("{\"status\": %lu, \"status_space\": \"win32\", ", (unsigned long)status);
+    if (api_status != status)
+        printf("\"api_status\": %lu, ", (unsigned long)api_status);
+    fputs("\"entries\": [", stdout);
+    for (ULONG i = 0; api_status == NO_ERROR && table && i < table->NumEntries; i++) {
         const MIB_IPNET_ROW2 *row = &table->Table[i];
-        const char *state = state_name(row->State);
+        const char *state = state_name(row);
         fputs(i ? ", " : "", stdout);
         fputs("{\"address\": ", stdout);
         json_address(&row->Address);
@@ -416,8 +544,7 @@ static int verb_table(ADDRESS_FAMILY family)
     }
     fputs("]}\n", stdout);
     reply_complete();
-    if (status == NO_ERROR)
-        free_mib_table(table);
+    free_mib_table(table); /* also an empty table handed out with ERROR_NOT_FOUND */
     return 0;
 }
 
@@ -426,34 +553,130 @@ static int verb_flush(ADDRESS_FAMILY family, NET_IFINDEX ifindex)
     FlushIpNetTable2Fn flush = (FlushIpNetTable2Fn)(void *)iphlpapi_export(FLUSH_EXPORT);
     DWORD status;
     if (!flush)
-        return not_exported("iphlpapi.dll", FLUSH_EXPORT);
+        return not_exported(FLUSH_EXPORT);
     status = flush(family, ifindex);
     printf("{\"status\": %lu, \"status_space\": \"win32\"}\n", (unsigned long)status);
     return 0;
 }
 
-/* add and delete share the row: ADDRESS's own kind picks the sockaddr layout, FAMILY is
-   written into si_family unchanged (pass-through, like flush). */
-static int verb_add_or_delete(BOOL add, ADDRESS_FAMILY family, NET_IFINDEX ifindex,
-                              const wchar_t *address, const wchar_t *lladdr)
+/* The row add and delete pass: what CreateIpNetEntry2/DeleteIpNetEntry2 require
+   (Address, InterfaceIndex; for add PhysicalAddress and its length), everything else zero
+   (InterfaceLuid zero: the index names the interface). ADDRESS's own kind picks the
+   sockaddr layout; FAMILY goes into si_family unchanged (pass-through, like flush). */
+static void fill_row(MIB_IPNET_ROW2 *row, ADDRESS_FAMILY family, NET_IFINDEX ifindex,
+                     const SOCKADDR_INET *address)
 {
-    const char *function = add ? "CreateIpNetEntry2" : "DeleteIpNetEntry2";
-    IpNetEntry2Fn call = (IpNetEntry2Fn)(void *)iphlpapi_export(function);
-    MIB_IPNET_ROW2 row;
-    DWORD status;
+    memset(row, 0, sizeof *row);
+    row->Address = *address;
+    row->Address.si_family = family;
+    row->InterfaceIndex = ifindex;
+    row->State = NlnsPermanent; /* a static entry */
+}
 
-    memset(&row, 0, sizeof row);
-    if (!parse_address(address, &row.Address))
+static int verb_add(ADDRESS_FAMILY family, NET_IFINDEX ifindex, const wchar_t *address,
+                    const wchar_t *lladdr)
+{
+    IpNetEntry2Fn create = (IpNetEntry2Fn)(void *)iphlpapi_export("CreateIpNetEntry2");
+    SetIpNetEntry2Fn set;
+    SOCKADDR_INET parsed;
+    MIB_IPNET_ROW2 row;
+    UCHAR physical[IF_MAX_PHYS_ADDRESS_LENGTH];
+    ULONG physical_len = 0;
+    DWORD api_status, status;
+
+    if (!parse_address(address, &parsed))
         return bad_argument(L"not an IPv4 or IPv6 address: %ls", address);
-    if (add && !parse_lladdr(lladdr, row.PhysicalAddress, &row.PhysicalAddressLength))
+    if (!parse_lladdr(lladdr, physical, &physical_len))
         return bad_argument(L"not a link-layer address (hex bytes joined by ':'): %ls", lladdr);
-    if (!call)
-        return not_exported("iphlpapi.dll", function);
-    row.Address.si_family = family;
-    row.InterfaceIndex = ifindex;
-    row.State = NlnsPermanent; /* a static entry */
-    status = call(&row);
-    printf("{\"status\": %lu}\n", (unsigned long)status);
+    if (!create)
+        return not_exported("CreateIpNetEntry2");
+    fill_row(&row, family, ifindex, &parsed);
+    memcpy(row.PhysicalAddress, physical, physical_len);
+    row.PhysicalAddressLength = physical_len;
+    api_status = create(&row);
+    if (api_status != ERROR_OBJECT_ALREADY_EXISTS) {
+        printf("{\"status\": %lu, \"status_space\": \"win32\"}\n", (unsigned long)api_status);
+        return 0;
+    }
+    /* An entry for the address exists (learned, or left by an earlier run): make it the
+       static entry that was asked for. SetIpNetEntry2 changes it in place; without that
+       export, delete and create again. */
+    set = (SetIpNetEntry2Fn)(void *)iphlpapi_export("SetIpNetEntry2");
+    if (set) {
+        status = set(&row);
+        if (status != NO_ERROR) {
+            printf("{\"status\": %lu, \"status_space\": \"win32\", \"api_status\": %lu, "
+                   "\"replaced\": false, \"detail\": \"CreateIpNetEntry2 returned %lu "
+                   "(ERROR_OBJECT_ALREADY_EXISTS); SetIpNetEntry2 returned %lu\"}\n",
+                   (unsigned long)status, (unsigned long)api_status, (unsigned long)api_status,
+                   (unsigned long)status);
+            return 0;
+        }
+    } else {
+        IpNetEntry2Fn remove = (IpNetEntry2Fn)(void *)iphlpapi_export("DeleteIpNetEntry2");
+        if (!remove) {
+            printf("{\"status\": %lu, \"status_space\": \"win32\", \"replaced\": false, "
+                   "\"detail\": \"CreateIpNetEntry2 returned %lu (ERROR_OBJECT_ALREADY_EXISTS) "
+                   "and iphlpapi.dll has neither SetIpNetEntry2 nor DeleteIpNetEntry2 to replace "
+                   "the entry\"}\n", (unsigned long)api_status, (unsigned long)api_status);
+            return 0;
+        }
+        status = remove(&row);
+        if (status == NO_ERROR || status == ERROR_NOT_FOUND) {
+            g_calling = "CreateIpNetEntry2";
+            status = create(&row);
+        }
+        if (status != NO_ERROR) {
+            printf("{\"status\": %lu, \"status_space\": \"win32\", \"api_status\": %lu, "
+                   "\"replaced\": false, \"detail\": \"CreateIpNetEntry2 returned %lu "
+                   "(ERROR_OBJECT_ALREADY_EXISTS); replacing it by delete and create "
+                   "returned %lu\"}\n", (unsigned long)status, (unsigned long)api_status,
+                   (unsigned long)api_status, (unsigned long)status);
+            return 0;
+        }
+    }
+    printf("{\"status\": 0, \"status_space\": \"win32\", \"api_status\": %lu, "
+           "\"replaced\": true}\n", (unsigned long)api_status);
+    return 0;
+}
+
+/* One DeleteIpNetEntry2 per address, every address parsed before the first call. S is 0
+   when each address was deleted or not there (ERROR_NOT_FOUND), else the first other code. */
+static int verb_delete(ADDRESS_FAMILY family, NET_IFINDEX ifindex, int count,
+                       wchar_t **addresses)
+{
+    IpNetEntry2Fn remove = (IpNetEntry2Fn)(void *)iphlpapi_export("DeleteIpNetEntry2");
+    SOCKADDR_INET *parsed;
+    DWORD *statuses, status = NO_ERROR;
+
+    parsed = calloc((size_t)count, sizeof *parsed);
+    statuses = calloc((size_t)count, sizeof *statuses);
+    if (!parsed || !statuses) {
+        fputs("{\"status\": null, \"status_space\": \"win32\", \"error\": \"out-of-memory\", "
+              "\"detail\": \"too many addresses\"}\n", stdout);
+        return EXIT_CRASH;
+    }
+    for (int i = 0; i < count; i++)
+        if (!parse_address(addresses[i], &parsed[i]))
+            return bad_argument(L"not an IPv4 or IPv6 address: %ls", addresses[i]);
+    if (!remove)
+        return not_exported("DeleteIpNetEntry2");
+    for (int i = 0; i < count; i++) {
+        MIB_IPNET_ROW2 row;
+        fill_row(&row, family, ifindex, &parsed[i]);
+        statuses[i] = remove(&row);
+        if (status == NO_ERROR && statuses[i] != NO_ERROR && statuses[i] != ERROR_NOT_FOUND)
+            status = statuses[i];
+    }
+    printf("{\"status\": %lu, \"status_space\": \"win32\", \"results\": [", (unsigned long)status);
+    for (int i = 0; i < count; i++) {
+        fputs(i ? ", {\"address\": " : "{\"address\": ", stdout);
+        json_wstr(addresses[i]);
+        printf(", \"status\": %lu}", (unsigned long)statuses[i]);
+    }
+    fputs("]}\n", stdout);
+    free(parsed);
+    free(statuses);
     return 0;
 }
 
@@ -496,9 +719,24 @@ static void json_hostname(void)
         fputs("null", stdout);
 }
 
-/* true/false from the token's elevation, null when the token cannot be read. */
-static void json_admin(void)
+/* Tri-state answers for info: TRUE, FALSE, or -1 when the token cannot tell. */
+#define UNKNOWN (-1)
+
+static void json_tristate(int value)
 {
+    if (value == UNKNOWN)
+        fputs("null", stdout);
+    else
+        json_bool(value);
+}
+
+/* The token's elevation (an administrator's full token; over SSH an administrator always
+   gets it). */
+static int token_elevated(void)
+{
+#ifdef NCK_TEST_NOT_ELEVATED
+    return FALSE;
+#else
     HANDLE token;
     TOKEN_ELEVATION elevation;
     DWORD size = 0;
@@ -507,24 +745,169 @@ static void json_admin(void)
         known = GetTokenInformation(token, TokenElevation, &elevation, sizeof elevation, &size);
         CloseHandle(token);
     }
-    if (known)
-        json_bool(elevation.TokenIsElevated != 0);
-    else
-        fputs("null", stdout);
+    return known ? elevation.TokenIsElevated != 0 : UNKNOWN;
+#endif
+}
+
+/* Membership of Network Configuration Operators, whose members may change the neighbor
+   table without elevation. CheckTokenMembership counts an enabled group only: UAC's filtered
+   token carries this group deny-only, and then it grants nothing. */
+static int network_config_operator(void)
+{
+    PSID sid = NULL;
+    BOOL member = FALSE, ok;
+    if (!ConvertStringSidToSidW(NCO_SID, &sid))
+        return UNKNOWN;
+    ok = CheckTokenMembership(NULL, sid, &member);
+    LocalFree(sid);
+    return ok ? member != 0 : UNKNOWN;
 }
 
 static int verb_info(void)
 {
+    int elevated = token_elevated(), nco = network_config_operator(), admin;
+    /* admin: the account may flush (RET-ACCESS cannot fail on it). Either right suffices;
+       unknown only when neither says yes and one cannot tell. */
+    if (elevated == TRUE || nco == TRUE)
+        admin = TRUE;
+    else if (elevated == UNKNOWN || nco == UNKNOWN)
+        admin = UNKNOWN;
+    else
+        admin = FALSE;
     printf("{\"agent\": \"%s/%s\", \"protocol\": %d, \"os\": \"windows\", \"build\": ",
            AGENT_NAME, AGENT_VERSION, PROTOCOL_VERSION);
     json_os_build();
     fputs(", \"hostname\": ", stdout);
     json_hostname();
     fputs(", \"admin\": ", stdout);
-    json_admin();
+    json_tristate(admin);
+    fputs(", \"elevated\": ", stdout);
+    json_tristate(elevated);
+    fputs(", \"network_config_operator\": ", stdout);
+    json_tristate(nco);
     fputs(", \"wine\": ", stdout);
     json_wine_version();
     fputs("}\n", stdout);
+    return 0;
+}
+
+/* ---- lock ------------------------------------------------------------------------------ */
+
+#define LOCK_RETRY_MS 100
+#define HOLDER_MAX_BYTES 4096
+
+/* %ProgramData%\NAME into out; FALSE when ProgramData is not set or too long. */
+static BOOL program_data_path(const wchar_t *name, wchar_t *out, DWORD size)
+{
+    DWORD n = GetEnvironmentVariableW(L"ProgramData", out, size);
+    if (n == 0 || n + 1 + wcslen(name) >= size)
+        return FALSE;
+    out[n] = L'\\';
+    wcscpy(out + n + 1, name);
+    return TRUE;
+}
+
+/* The holder file's text as a JSON string: UTF-8 as this agent writes it, UTF-16 (BOM) or
+   the ANSI code page as a PowerShell lock command may have; trailing blanks dropped. */
+static void json_holder_file(const wchar_t *path)
+{
+    char bytes[HOLDER_MAX_BYTES];
+    wchar_t text[HOLDER_MAX_BYTES + 1];
+    DWORD got = 0;
+    int n = 0;
+    HANDLE file = CreateFileW(path, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE |
+                              FILE_SHARE_DELETE, NULL, OPEN_EXISTING, 0, NULL);
+    if (file != INVALID_HANDLE_VALUE) {
+        if (!ReadFile(file, bytes, sizeof bytes, &got, NULL))
+            got = 0;
+        CloseHandle(file);
+    }
+    if (got >= 2 && (UCHAR)bytes[0] == 0xFF && (UCHAR)bytes[1] == 0xFE) {
+        n = (int)(got - 2) / 2;
+        memcpy(text, bytes + 2, (size_t)n * sizeof(wchar_t));
+    } else {
+        const char *start = bytes;
+        if (got >= 3 && !memcmp(bytes, "\xEF\xBB\xBF", 3)) {
+            start += 3;
+            got -= 3;
+        }
+        if (got > 0) {
+            n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, start, (int)got, text,
+                                    HOLDER_MAX_BYTES);
+            if (n <= 0)
+                n = MultiByteToWideChar(CP_ACP, 0, start, (int)got, text, HOLDER_MAX_BYTES);
+        }
+    }
+    if (n < 0)
+        n = 0;
+    while (n > 0 && (text[n - 1] == L'\n' || text[n - 1] == L'\r' || text[n - 1] == L' ' ||
+                     text[n - 1] == L'\0'))
+        n--;
+    text[n] = L'\0';
+    json_wstr(text);
+}
+
+static void write_holder_file(const wchar_t *path, const wchar_t *holder)
+{
+    char utf8[HOLDER_MAX_BYTES];
+    DWORD written;
+    int n = WideCharToMultiByte(CP_UTF8, 0, holder, -1, utf8, sizeof utf8, NULL, NULL);
+    HANDLE file = CreateFileW(path, GENERIC_WRITE, FILE_SHARE_READ, NULL, CREATE_ALWAYS,
+                              FILE_ATTRIBUTE_NORMAL, NULL);
+    if (file == INVALID_HANDLE_VALUE)
+        return; /* the lock is held all the same; only a waiter's message is poorer */
+    if (n > 1)
+        WriteFile(file, utf8, (DWORD)(n - 1), &written, NULL);
+    CloseHandle(file);
+}
+
+/* The device lock (protocol13 item 3): %ProgramData%\neighcheck.lock opened with no sharing
+   is held by this process until its stdin closes (the harness's channel ends, or the
+   connection or the harness dies); Windows closes the handle when the process goes, so a
+   lock is never left behind. */
+static int verb_lock(double wait_seconds, const wchar_t *holder)
+{
+    wchar_t path[MAX_PATH], holder_path[MAX_PATH];
+    ULONGLONG deadline = GetTickCount64() + (ULONGLONG)(wait_seconds * 1000.0);
+    HANDLE lock, in;
+    DWORD error;
+    char buf[512];
+    DWORD got;
+
+    if (!program_data_path(L"neighcheck.lock", path, MAX_PATH) ||
+        !program_data_path(L"neighcheck.lock.holder", holder_path, MAX_PATH)) {
+        fputs("{\"status\": null, \"locked\": false, \"error\": \"no-programdata\", \"detail\": "
+              "\"%ProgramData% is not set (or too long) in the agent's environment\"}\n", stdout);
+        return 0;
+    }
+    for (;;) {
+        lock = CreateFileW(path, GENERIC_READ | GENERIC_WRITE, 0 /* no sharing */, NULL,
+                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+        if (lock != INVALID_HANDLE_VALUE)
+            break;
+        error = GetLastError();
+        if (error == ERROR_SHARING_VIOLATION && GetTickCount64() < deadline) {
+            Sleep(LOCK_RETRY_MS);
+            continue;
+        }
+        printf("{\"status\": %lu, \"status_space\": \"win32\", \"locked\": false, \"holder\": ",
+               (unsigned long)error);
+        json_holder_file(holder_path);
+        if (error != ERROR_SHARING_VIOLATION) {
+            fputs(", \"error\": \"lock-failed\", \"detail\": ", stdout);
+            json_wstr(path);
+        }
+        fputs("}\n", stdout);
+        return 0;
+    }
+    write_holder_file(holder_path, holder);
+    fputs("{\"status\": 0, \"locked\": true}\n", stdout);
+    fflush(stdout);
+    in = GetStdHandle(STD_INPUT_HANDLE);
+    while (in != NULL && in != INVALID_HANDLE_VALUE && ReadFile(in, buf, sizeof buf, &got, NULL) &&
+           got > 0)
+        ;
+    CloseHandle(lock);
     return 0;
 }
 
@@ -544,11 +927,36 @@ static int expect_args(int argc, int wanted, const wchar_t *verb)
     return 0;
 }
 
+/* WAIT_SECONDS: digits with an optional fraction ("30", "2.5"), at most a day. */
+static BOOL parse_seconds(const wchar_t *s, double *out)
+{
+    double value = 0, scale = 1;
+    BOOL digits = FALSE, fraction = FALSE;
+    for (; *s; s++) {
+        if (*s == L'.' && !fraction) {
+            fraction = TRUE;
+        } else if (*s >= L'0' && *s <= L'9') {
+            digits = TRUE;
+            if (fraction)
+                value += (*s - L'0') * (scale /= 10);
+            else
+                value = value * 10 + (*s - L'0');
+            if (value > 86400)
+                return FALSE;
+        } else {
+            return FALSE;
+        }
+    }
+    *out = value;
+    return digits;
+}
+
 static int dispatch(int argc, wchar_t **argv)
 {
     const wchar_t *verb;
     ADDRESS_FAMILY family = 0;
     NET_IFINDEX ifindex = 0;
+    double wait_seconds;
     int rc;
 
     if (argc < 2)
@@ -563,6 +971,14 @@ static int dispatch(int argc, wchar_t **argv)
         return (rc = expect_args(argc, 0, verb)) ? rc : verb_interfaces();
     if (!wcscmp(verb, L"stacks"))
         return (rc = expect_args(argc, 0, verb)) ? rc : verb_stacks();
+    if (!wcscmp(verb, L"lock")) {
+        if ((rc = expect_args(argc, 2, verb)))
+            return rc;
+        if (!parse_seconds(argv[2], &wait_seconds))
+            return bad_argument(L"WAIT_SECONDS must be a number of seconds (at most 86400), "
+                                L"got: %ls", argv[2]);
+        return verb_lock(wait_seconds, argv[3]);
+    }
 
     /* The remaining verbs all start with FAMILY (and, but for table, IFINDEX). */
     if (!wcscmp(verb, L"table"))
@@ -572,11 +988,14 @@ static int dispatch(int argc, wchar_t **argv)
     else if (!wcscmp(verb, L"add") || !wcscmp(verb, L"add-static"))
         rc = expect_args(argc, 4, verb);
     else if (!wcscmp(verb, L"delete"))
-        rc = expect_args(argc, 3, verb);
+        rc = argc - 2 >= 3 ? 0
+             : bad_argument(L"delete takes FAMILY IFINDEX ADDRESS [ADDRESS ...], got %d "
+                            L"argument(s)", argc - 2);
     else
         return bad_argument(L"unknown verb: %ls", verb);
     if (rc)
         return rc;
+    g_status_space = TRUE;
     if (!parse_family(argv[2], &family))
         return bad_argument(L"FAMILY must be an unsigned 16-bit number, got: %ls", argv[2]);
     if (argc > 3 && !parse_ifindex(argv[3], &ifindex))
@@ -587,8 +1006,8 @@ static int dispatch(int argc, wchar_t **argv)
     if (!wcscmp(verb, L"flush"))
         return verb_flush(family, ifindex);
     if (!wcscmp(verb, L"delete"))
-        return verb_add_or_delete(FALSE, family, ifindex, argv[4], NULL);
-    return verb_add_or_delete(TRUE, family, ifindex, argv[4], argv[5]);
+        return verb_delete(family, ifindex, argc - 4, argv + 4);
+    return verb_add(family, ifindex, argv[4], argv[5]);
 }
 
 /* A crash inside a DLL call must still end in one JSON object. A Wine stub is an
@@ -600,7 +1019,9 @@ static LONG WINAPI on_unhandled_exception(EXCEPTION_POINTERS *info)
     if (g_reply_complete)
         ExitProcess(0); /* the one JSON object is already out */
     if (code == EXCEPTION_WINE_STUB) {
-        printf("{\"status\": null, \"error\": \"not-exported\", \"detail\": "
+        fputs("{\"status\": null", stdout);
+        json_status_space();
+        printf(", \"error\": \"not-exported\", \"detail\": "
                "\"iphlpapi.dll's %s is a stub (exception 0x%08lx)\"}\n",
                g_calling, (unsigned long)code);
         fflush(stdout);
@@ -618,6 +1039,8 @@ int wmain(int argc, wchar_t **argv)
     WSADATA wsa;
     int rc;
 
+    /* Before anything can load a DLL on demand (WSAStartup does). */
+    restrict_dll_search();
     /* "\n", not "\r\n": the harness reads stdout as bytes. */
     _setmode(_fileno(stdout), _O_BINARY);
     /* A missing DLL must not pop up a dialog box on an unattended device. */
