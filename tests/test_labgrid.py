@@ -32,7 +32,9 @@ from harness.reports.manifest import verify
 from harness.reports.merge import merge_runs
 from harness.run import parse_shard, shard_devices
 from harness.errors import UsageError
-from tests.test_faults import LabDevice, LabLink, PrivateLab, _table, is_planted, wait_for
+from harness.lab.private import LabDevice, LabLink, _table
+from tests.support.runlab import RunLab, is_planted
+from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -58,7 +60,7 @@ WAITING_STATE, ACQUIRED_STATE = 0, 2  # labgrid's ReservationState
 QUICK = ("--", "-k", "test_idempotent and AF_UNSPEC")  # one case per device: enough to hold a place
 
 
-class LabgridLab(PrivateLab):
+class LabgridLab(RunLab):
     """The private lab, plus inventories that reach its devices through labgrid places."""
 
     coordinator = ""
