@@ -48,4 +48,6 @@ def planted(request, case, dut):
         return case.plant(dut)
     if not case.scale_entries:
         case.not_applicable("--scale-entries 0: the scale cases are off")
+    if (short := dut.too_small_for(case.scale_entries)) is not None:
+        case.not_applicable(f"--scale-entries {case.scale_entries} does not fit: {short}")
     return case.plant(dut, case.scale_entries)

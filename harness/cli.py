@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.traffic.capture import PCAP_MODES
     run.add_argument("--pcap", choices=PCAP_MODES, default=None,
                      help="keep test-link traffic per case for failed cases (default), all, or none")
+    run.add_argument("--agent-mode", choices=("serve", "per-call"), default=None,
+                     help="serve (default): one resident agent process per device where the agent "
+                          "offers it; per-call: start the agent for every call")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     run.set_defaults(func=cmd_run)
 

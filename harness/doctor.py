@@ -8,12 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.contract.clauses import STACK_NAME
+from harness.contract.status import describe
 from harness.device import become
 from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
+from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
+from harness.traffic.seeding import link_target, seed_pools
 from harness.traffic.capability import raw_socket_problem
 
 IFF_UP = 0x1
@@ -56,7 +60,7 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
     try:
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
-        check.facts["shell"] = dialect_for(device).name
+        check.facts["shell"] = dialect_for(device, session).name  # asked once per session
         if device.ssh.become:
             become.check(device, session)
             check.facts["become"] = f"{device.ssh.become} (passwordless for {device.ssh.login.user})"
@@ -76,14 +80,26 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
         for key, expected in device.capabilities.items():
             if key in stacks and stacks[key] != expected:
                 check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
-        interfaces = {i["name"]: i for i in agent.interfaces()}
-        check.facts["interfaces"] = " ".join(f"{n}={i['index']}" for n, i in interfaces.items())
+        interfaces = agent.interfaces()
+        check.facts["interfaces"] = " ".join(f"{i['name']}={i['index']}{_families(i)}" for i in interfaces)
+        if not any(isinstance(i.get("families"), list) for i in interfaces):
+            codes = ", ".join(f"{k} {describe(v, 'win32')}" for k, v in agent.interface_status.items()
+                              if isinstance(v, int) and not isinstance(v, bool))
+            check.facts["families"] = ("not reported per interface" + (f" (GetIpInterfaceTable: {codes})" if codes else "")
+                                       + "; the device's stacks are assumed on every interface")
+        _userland(check, device, session, info)
+        _seed_pools(check, device, stacks, interfaces)
         for link in device.links:
-            iface = interfaces.get(link.device_if)
+            iface = find_interface(device, interfaces, link.device_if)
             if iface is None:
                 check.problem(f"test link {link.device_if!r} does not exist on the device")
             elif iface.get("up") is False:
                 check.problem(f"test link {link.device_if!r} is down on the device")
+            elif isinstance(iface.get("families"), list):
+                off = [f for f in STACK_NAME if stacks.get(f) and f not in iface["families"]]
+                if off:  # the device has the stack, this interface does not: no seeds there
+                    check.facts[f"note-{link.device_if}"] = (f"{' and '.join(off)} off on this test link "
+                                                            "(the device's stacks have it)")
             up = harness_link_up(link.harness_if)
             if up is None:
                 check.problem(f"harness interface {link.harness_if!r} does not exist on this host")
@@ -102,6 +118,52 @@ def check_device(device: Device, inventory: Inventory, coordinator=None) -> Chec
         session.close()
     check_raw_sockets(device, check)
     return check
+
+
+# What the device's userland lacks, each said in one line (issue 14: busybox-only devices).
+IP_FLAVOURS = {
+    "busybox": "busybox ip (no iproute2): IPv6 static entries cannot be added (OBS-PERMANENT "
+               "observes IPv4 only, through busybox arp); cleanup deletes entry by entry",
+}
+NO_FLOCK = ("flock is missing on the device: the harness's device lock needs it (util-linux's "
+            "flock, or a busybox built with the flock applet)")
+NO_IP = "ip is missing on the device: the Linux agent needs iproute2's or busybox's ip"
+
+
+def _userland(check: Check, device: Device, session: SshSession, info: dict) -> None:
+    if dialect_for(device, session).windows:
+        return
+    result = session.run("command -v flock >/dev/null 2>&1 && echo flock || echo none", timeout=10)
+    said = result.stdout.decode(errors="replace").split()  # a login banner may come first
+    if not said or said[-1] != "flock":
+        check.problem(NO_FLOCK)
+    if device.os != "linux" or device.agent.command:
+        return  # a vendor agent brings its own tools
+    flavour = info.get("ip")
+    if flavour == "missing":
+        check.problem(NO_IP)
+    elif flavour in IP_FLAVOURS:
+        check.facts["userland"] = IP_FLAVOURS[flavour]
+
+
+def _seed_pools(check: Check, device: Device, stacks: dict, interfaces: list[dict]) -> None:
+    """Per test link: where its seeds and static entries come from, and how many it holds."""
+    for slot, link in enumerate(device.links):
+        mac = str((find_interface(device, interfaces, link.device_if) or {}).get("mac") or "00:00:00:00:00:00")
+        target = link_target(link, mac, ipv4=stacks.get("ipv4", True), ipv6=stacks.get("ipv6", True),
+                             device=device.name)
+        try:
+            pools = seed_pools(slot, target)
+        except NeighcheckError as exc:
+            check.problem(str(exc))
+            continue
+        check.facts[f"seeds {link.device_if}"] = "; ".join(p.describe() for p in pools.values()) or "none"
+
+
+def _families(iface: dict) -> str:
+    """ `[ipv4 ipv6]`: the interface's own families, when the agent reports them."""
+    families = iface.get("families")
+    return f" [{' '.join(families) or 'none'}]" if isinstance(families, list) else ""
 
 
 def check_raw_sockets(device: Device, check: Check) -> None:

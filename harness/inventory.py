@@ -11,6 +11,7 @@ may be secrets are never echoed back.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import ipaddress
@@ -53,9 +54,15 @@ DEVICE_NAME = _Rule(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}"),
 LINUX_IFNAME = _Rule(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}"),
                      "1-15 letters, digits, '_', '.' or '-', not starting with '.' or '-' "
                      "(a Linux interface name: no spaces, '/', ':' or shell characters)")
-WINDOWS_IFNAME = _Rule(re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9 _.()#-]{0,126}[A-Za-z0-9_.()#-])?"),
-                       "1-128 letters, digits, spaces, '_', '.', '-', '(', ')' or '#', starting with "
-                       "a letter, digit or '_' and not ending in a space (the name Windows shows)")
+# Letters and digits of any script: Windows shows localized adapter names ("Подключение по
+# локальной сети", "イーサネット 2"). The name never reaches a command line (the agent takes
+# the ifindex); it is matched against the agent's `interfaces` without case, as Windows does.
+# Combining marks, and the Indic and Thai blocks (whose vowel signs are marks, not letters):
+_MARKS = "\u0300-\u036f\u0900-\u0dff\u0e00-\u0e7f\u1ab0-\u1aff\u20d0-\u20ff\ufe20-\ufe2f"
+WINDOWS_IFNAME = _Rule(re.compile(rf"\w(?:[\w{_MARKS} .()#-]{{0,126}}[\w{_MARKS}.()#-])?"),
+                       "1-128 letters (of any script), digits, spaces, '_', '.', '-', '(', ')' or '#', "
+                       "starting with a letter, digit or '_' and not ending in a space (the name "
+                       "Windows shows)")
 USER_NAME = _Rule(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}"),
                   "1-32 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
 ENV_NAME = _Rule(re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"),
@@ -112,12 +119,18 @@ class TestLink:
     device_v6: ipaddress.IPv6Interface | None
     harness_v4: ipaddress.IPv4Interface | None
     harness_v6: ipaddress.IPv6Interface | None
+    # The link's own seed pools (see _seed_pools); empty and None: the default pools.
+    seed_v4: tuple[ipaddress.IPv4Network, ...] = ()
+    seed_v6: tuple[ipaddress.IPv6Network, ...] = ()
+    seed_from: str | None = None  # "subnet": seed from the link's own subnets
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     command: tuple[str, ...] = ()  # a vendor's own agent; empty: the built-in one
-    launcher: tuple[str, ...] = ()  # e.g. ("wine",) for the Wine lab device
+    # Windows behind a POSIX transport (the Wine lab device): the POSIX command that runs a
+    # Windows command line, given as its last word, as Windows OpenSSH would (dialect.py)
+    launcher: tuple[str, ...] = ()
     upload_dir: str | None = None  # Windows: where the built-in agent is uploaded
 
 
@@ -128,6 +141,8 @@ class LabConfig:
     mgmt_harness_if: str
     mgmt_harness_addr: ipaddress.IPv4Interface
     ipv6: bool
+    bystanders: int = 0  # hosts sharing each test link's segment (a bridge in between)
+    userland: str = "full"  # "busybox": the device's shell, ip and awk are busybox applets
     root_login: bool = True  # false: root may not log in; the lab's sudo account does
 
 
@@ -469,7 +484,7 @@ def _link(table: Any, index: int, os_name: str, is_lab: bool, where: _Where) -> 
     if not isinstance(table, dict):
         raise where.error(p.rstrip("."), f"must be a table ([[device.link]]), got {_describe(table)}")
     _check_keys(table, {"device_if", "harness_if", "device_v4", "device_v6", "harness_v4",
-                        "harness_v6"}, where, p)
+                        "harness_v6", *SEED_POOL_KEYS}, where, p)
     # A lab device's interfaces are veths in a Linux namespace, whatever its os.
     dev_rule = LINUX_IFNAME if os_name == "linux" or is_lab else WINDOWS_IFNAME
     link = TestLink(
@@ -494,7 +509,85 @@ def _link(table: Any, index: int, os_name: str, is_lab: bool, where: _Where) -> 
         if dev is not None and har is not None and dev.ip == har.ip:
             raise where.error(p + f"harness_{fam}", f"{har.ip} is also the device's address",
                               "give the harness end an address of its own")
-    return link
+    return _seed_pools(table, link, where, p)
+
+
+# --- seed pools (issue 14): where a link's seeds come from ------------------------------------
+SEED_POOL_KEYS = ("seed_v4", "seed_v6", "seed_from")
+SEED_FROM = ("subnet",)
+MAX_SEED_NETWORKS = 16
+# Never a sender a neighbor table may learn: "this network", loopback, multicast, reserved,
+# IPv4-mapped (an IPv6 stack treats these as IPv4).
+_NOT_SEEDS = {4: [(ipaddress.ip_network(n), what) for n, what in (
+                  ("0.0.0.0/8", "'this network' (0.0.0.0/8)"), ("127.0.0.0/8", "loopback"),
+                  ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved (240.0.0.0/4)"))],
+              6: [(ipaddress.ip_network(n), what) for n, what in (
+                  ("::/127", "the unspecified or loopback address"), ("ff00::/8", "multicast"),
+                  ("::ffff:0:0/96", "IPv4-mapped"))]}
+
+
+def _seed_pools(table: dict, link: TestLink, where: _Where, p: str) -> TestLink:
+    """seed_v4 / seed_v6 (a CIDR or a list of CIDRs, inside or outside the link's subnet;
+    fe80::/64 too) and seed_from = "subnet" (the link's own subnets). Which addresses of a pool
+    are seeds, and what it holds, is harness.traffic.seeding's rule."""
+    if "seed_from" in table:
+        value = _get(table, "seed_from", str, where, p)
+        if value not in SEED_FROM:
+            raise where.error(p + "seed_from", f"{_shown(value)} is not a seed source",
+                              f"use seed_from = \"subnet\", or give seed_v4/seed_v6 networks")
+        given = [k for k in ("seed_v4", "seed_v6") if k in table]
+        if given:
+            raise where.error(p + "seed_from", f"is given together with {' and '.join(given)}",
+                              "use one: seed_from = \"subnet\", or seed_v4/seed_v6 networks")
+    pools = {}
+    for version in (4, 6):
+        key = f"seed_v{version}"
+        if key in table:
+            if getattr(link, f"device_v{version}") is None:
+                raise where.error(p + key, f"is given but device_v{version} is not",
+                                  f"add device_v{version} or remove {key}")
+            pools[key] = _seed_networks(table, key, version, where, p)
+    return dataclasses.replace(link, seed_from=table.get("seed_from"), **pools)
+
+
+def _seed_networks(table: dict, key: str, version: int, where: _Where, p: str) -> tuple:
+    name = p + key
+    example = "\"198.51.100.128/25\"" if version == 4 else "\"fe80::/64\""
+    value = _get(table, key, (str, list), where, p)
+    items = [value] if isinstance(value, str) else value
+    if not items or len(items) > MAX_SEED_NETWORKS:
+        raise where.error(name, f"needs 1-{MAX_SEED_NETWORKS} networks, got {len(items)}",
+                          f"e.g. {key} = {example}")
+    networks: list = []
+    for item in items:
+        if not isinstance(item, str):
+            raise where.error(name, f"must be a network or a list of networks, got {_describe(item)}",
+                              f"e.g. {key} = {example}")
+        if "%" in item:
+            raise where.error(name, f"{_shown(item)} has a scope/zone ID",
+                              "remove the %... part; the link's interface is given by harness_if")
+        if "/" not in item:
+            raise where.error(name, f"{_shown(item)} has no prefix length",
+                              f"write a network, e.g. {key} = {example}")
+        try:
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise where.error(name, f"{_shown(item)} is not a network",
+                              f"write a network, e.g. {key} = {example}") from None
+        if net.version != version:
+            raise where.error(name, f"{_shown(item)} is an IPv{net.version} network",
+                              f"put it in seed_v{net.version}")
+        if str(net) != item.lower() and int(ipaddress.ip_interface(item).ip) != int(net.network_address):
+            raise where.error(name, f"{_shown(item)} has host bits set", f"write {net}")
+        for bad, what in _NOT_SEEDS[version]:
+            if net.overlaps(bad):
+                raise where.error(name, f"{net} overlaps {what}, which is no neighbor's address",
+                                  "give unicast networks")
+        for other in networks:
+            if net.overlaps(other):
+                raise where.error(name, f"{net} overlaps {other}", "give each address range once")
+        networks.append(net)
+    return tuple(networks)
 
 
 def _lab_ifname(name: str, key: str, where: _Where) -> None:
@@ -507,11 +600,12 @@ def _lab_ifname(name: str, key: str, where: _Where) -> None:
                           "use '-' instead (the lab sets net.ipv6.conf.<name>.* on it)")
 
 
-def _lab(table: Any, where: _Where, ssh: SshConfig, links: tuple[TestLink, ...]) -> LabConfig:
+def _lab(table: Any, where: _Where, ssh: SshConfig, links: tuple[TestLink, ...], os_name: str) -> LabConfig:
     p = "lab."
     if not isinstance(table, dict):
         raise where.error("lab", f"must be a table ([device.lab]) for a lab device, got {_describe(table)}")
-    _check_keys(table, {"mgmt_harness_if", "mgmt_harness_addr", "ipv6", *LAB_ACCESS_KEYS}, where, p)
+    _check_keys(table, {"mgmt_harness_if", "mgmt_harness_addr", "ipv6", *LAB_ACCESS_KEYS, *LAB_SHAPE_KEYS},
+                where, p)
     mgmt_if = _get(table, "mgmt_harness_if", str, where, p, rule=LINUX_IFNAME)
     mgmt_addr = _interface(table, "mgmt_harness_addr", 4, where, p)
     if mgmt_addr is None:
@@ -530,12 +624,9 @@ def _lab(table: Any, where: _Where, ssh: SshConfig, links: tuple[TestLink, ...])
         if link.device_if in (LAB_MGMT_DEVICE_IF, "lo"):
             raise where.error(f"link[{i}].device_if", f"{link.device_if!r} is taken in a lab device "
                               f"({LAB_MGMT_DEVICE_IF} is its management link)", "use eth1, eth2, ...")
-        if link.harness_v4 is None and link.device_v4 is not None or \
-           link.harness_v6 is None and link.device_v6 is not None:
-            raise where.error(f"link[{i}]", "a lab link needs harness_v4/harness_v6 for each device address",
-                              "the lab addresses both ends of the veth")
-    return LabConfig(mgmt_if, mgmt_addr, _get(table, "ipv6", bool, where, p, True),
-                     root_login=_lab_root_login(table, where, ssh))
+    lab = LabConfig(mgmt_if, mgmt_addr, _get(table, "ipv6", bool, where, p, True),
+                    root_login=_lab_root_login(table, where, ssh))
+    return _lab_shape(table, where, links, lab, os_name)
 
 
 # --- privileges: sudo for accounts that are not root, and lab devices whose root may not log in
@@ -568,6 +659,67 @@ def _lab_root_login(table: dict, where: _Where, ssh: SshConfig) -> bool:
         raise where.error("ssh.user", "root may not log in on this lab device (lab.root_login = false)",
                           f"set user = \"{LAB_SUDO_USER}\" and become = \"sudo\" in [device.ssh]")
     return root_login
+
+
+# --- lab device shapes (issue 14): bystanders behind a bridge, a busybox userland --------------
+LAB_SHAPE_KEYS = ("bystanders", "userland")
+LAB_USERLANDS = ("full", "busybox")
+MAX_BYSTANDERS = 4
+
+
+def lab_bystander_addresses(link: TestLink, count: int) -> list[tuple[str | None, str | None]]:
+    """The addresses (with prefix length) the lab gives bystander 1..count on a link: the
+    highest host addresses of the IPv4 subnet and interface IDs ::bb01.. in the IPv6 network,
+    never the device's or the harness's. Raises ValueError when the subnet has no room."""
+    out: list[list] = [[None, None] for _ in range(count)]
+    for index, (dev, har) in enumerate(((link.device_v4, link.harness_v4), (link.device_v6, link.harness_v6))):
+        if dev is None or not count:
+            continue
+        net, taken = dev.network, {dev.ip} | ({har.ip} if har else set())
+        if index == 0:
+            last = int(net.broadcast_address) - (1 if net.prefixlen <= 30 else 0)
+            candidates = (ipaddress.IPv4Address(n) for n in range(last, int(net.network_address), -1))
+        else:
+            candidates = (net.network_address + 0xBB00 + k for k in range(1, 256))
+        free = [a for a in candidates if a not in taken][:count]
+        if len(free) < count:
+            raise ValueError(f"{net} has no room for {count} bystander(s) beside the device and harness")
+        for k, address in enumerate(free):
+            out[k][index] = f"{address}/{net.prefixlen}"
+    return [tuple(pair) for pair in out]
+
+
+def _lab_shape(table: dict, where: _Where, links: tuple[TestLink, ...], lab: LabConfig,
+               os_name: str) -> LabConfig:
+    p = "lab."
+    bystanders = _get(table, "bystanders", int, where, p, 0)
+    if not 0 <= bystanders <= MAX_BYSTANDERS:
+        raise where.error(p + "bystanders", f"{bystanders} is out of range",
+                          f"use 0..{MAX_BYSTANDERS} hosts beside the device on each test link")
+    userland = _get(table, "userland", str, where, p, "full")
+    if userland not in LAB_USERLANDS:
+        raise where.error(p + "userland", f"{_shown(userland)} is not a lab userland",
+                          f"use one of {', '.join(LAB_USERLANDS)}")
+    if userland != "full" and os_name != "linux":
+        raise where.error(p + "userland", f"{userland!r} is for a Linux device, this one is {os_name}",
+                          "remove lab.userland")
+    if userland == "busybox" and not lab.root_login:
+        raise where.error(p + "userland", "a busybox userland has no sudo, and lab.root_login = false needs it",
+                          "leave root_login out, or userland out")
+    for i, link in enumerate(links):
+        try:
+            addresses = lab_bystander_addresses(link, bystanders)
+        except ValueError as exc:
+            raise where.error(f"link[{i}]", str(exc), "use fewer lab.bystanders or a wider subnet") from None
+        for pair in addresses:
+            for address in filter(None, pair):
+                ip = ipaddress.ip_interface(address).ip
+                pool = link.seed_v4 if ip.version == 4 else link.seed_v6
+                if link.seed_from == "subnet" or any(ip in net for net in pool):
+                    raise where.error(f"link[{i}].seed_v{ip.version}" if pool else f"link[{i}].seed_from",
+                                      f"the seeds would take bystander address {ip}",
+                                      "give the link a seed pool without the bystanders' addresses")
+    return dataclasses.replace(lab, bystanders=bystanders, userland=userland)
 
 
 def _agent(table: Any, where: _Where) -> AgentConfig:
@@ -693,7 +845,7 @@ def _device(table: Any, index: int, path: Path, lab_dir: Path) -> Device:
     return Device(
         name=name, os=os_name, ssh=ssh, links=links, agent=_agent(table.get("agent"), where),
         unprivileged=unpriv, capabilities=_capabilities(table.get("capabilities"), where),
-        lab=_lab(table["lab"], where, ssh, links) if is_lab else None, labgrid=labgrid,
+        lab=_lab(table["lab"], where, ssh, links, os_name) if is_lab else None, labgrid=labgrid,
     )
 
 

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from harness.contract.clauses import MAX_ENTRIES
+from harness.plugin import DEFAULT_ENTRIES
 from harness.errors import UsageError
 from harness.inventory import load_inventory
 from harness.plugin.results import new_run_id
@@ -101,6 +102,8 @@ def run_suite(args) -> int:
         raise UsageError(f"--scale-entries {args.scale_entries}: use 0..{MAX_ENTRIES} (0: no scale cases)")
     if args.settle is not None and not 0 <= args.settle <= 60:
         raise UsageError(f"--settle {args.settle:g}: use 0..60 seconds (0: DURABLE not judged)")
+    from harness.traffic.seeding import check_plans
+    check_plans(devices, args.entries if args.entries is not None else DEFAULT_ENTRIES)
     if args.errata and not Path(args.errata).is_file():
         raise UsageError(f"--errata {args.errata}: file not found")
     suite = suite_dir()
@@ -140,6 +143,8 @@ def run_suite(args) -> int:
         argv += ["--place-wait", str(args.place_wait)]
     if args.pcap:
         argv += ["--pcap", args.pcap]
+    if args.agent_mode:
+        argv += ["--agent-mode", args.agent_mode]
     argv += _workers(args.workers, len(devices)) + passthrough
     code = pytest.main(argv)
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):

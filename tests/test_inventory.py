@@ -22,83 +22,14 @@ from harness.inventory import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-DUT_HEAD = '''
-[[device]]
-name = "dut-a"
-os = "linux"
-'''
-DUT_SSH = '''[device.ssh]
-host = "192.0.2.10"
-port = 22
-user = "root"
-key_file = "id_test"
-known_hosts = "known_hosts"
-connect_timeout = 5
-'''
-DUT_UNPRIV = '''[device.unprivileged]
-user = "nckuser"
-key_file = "id_test"
-'''
-DUT_AGENT = '''[device.agent]
-command = ["/opt/vendor/agent", "--json"]
-'''
-DUT_CAPS = '''[device.capabilities]
-ipv6 = true
-'''
-DUT_LINK = '''[[device.link]]
-device_if = "eth1"
-harness_if = "nckI-t1"
-device_v4 = "198.51.100.2/24"
-harness_v4 = "198.51.100.1/24"
-device_v6 = "2001:db8:1::2/64"
-harness_v6 = "2001:db8:1::1/64"
-'''
-LAB_DEVICE = '''
-[[device]]
-name = "lab-b"
-os = "linux"
-[device.ssh]
-host = "198.18.250.2"
-user = "root"
-key_file = "labstate/id_ed25519"
-known_hosts = "labstate/known_hosts"
-[device.lab]
-mgmt_harness_if = "nckI-b-m"
-mgmt_harness_addr = "198.18.250.1/24"
-[[device.link]]
-device_if = "eth1"
-harness_if = "nckI-b-t1"
-device_v4 = "198.18.251.2/24"
-harness_v4 = "198.18.251.1/24"
-'''
-LAB_TOP = '[lab]\nstate_dir = "labstate"\n'
-DUT = DUT_HEAD + DUT_SSH + DUT_UNPRIV + DUT_AGENT + DUT_CAPS + DUT_LINK
-GOOD = LAB_TOP + DUT + LAB_DEVICE
-A, B = "device 'dut-a'", "device 'lab-b'"
+from tests.support.inventories import (DUT, DUT_CAPS, DUT_LINK, DUT_SSH,  # noqa: E402
+                                      GOOD, LAB_DEVICE, LAB_TOP, A, B, edit, lab_edit, lab_shape, seed,
+                                      write_fixture_files)
 
 
-def labgrid(table: str, text: str = None) -> str:
+def labgrid(table: str, text: str | None = None) -> str:
     """GOOD (or `text`) with a [device.labgrid] table on the first device."""
     return edit(text or GOOD, (DUT_CAPS, DUT_CAPS + "[device.labgrid]\n" + table))
-
-
-def edit(text: str, *edits: tuple[str, str]) -> str:
-    """Apply (old, new) edits to the first occurrence; an edit that does not apply is a bug."""
-    for old, new in edits:
-        assert old in text, f"test bug: {old!r} is not in the inventory"
-        text = text.replace(old, new, 1)
-    return text
-
-
-def lab_edit(*edits: tuple[str, str]) -> str:
-    """An edit inside the lab device only (its keys repeat the first device's)."""
-    return LAB_TOP + DUT + edit(LAB_DEVICE, *edits)
-
-
-def write_fixture_files(directory: Path) -> None:
-    (directory / "id_test").write_text("not a real key: only its existence is checked\n")
-    (directory / "known_hosts").write_text("")
-
 
 @pytest.fixture
 def inv_dir(tmp_path: Path) -> Path:
@@ -171,6 +102,22 @@ def test_the_repository_inventory_loads():
     pytest.param(edit(GOOD, ("connect_timeout = 5", "connect_timeout = 0.25\nkeepalive = 0")),
                  lambda inv: inv.devices[0].ssh.connect_timeout == 0.25 and inv.devices[0].ssh.keepalive == 0,
                  id="short-timeout-and-keepalive-off"),
+    # issue 14: seed pools, harness ends without addresses, lab shapes
+    pytest.param(edit(GOOD, ('harness_v6 = "2001:db8:1::1/64"\n', 'harness_v6 = "2001:db8:1::1/64"\n'
+                             'seed_v4 = ["198.51.100.128/26", "198.19.5.0/24"]\nseed_v6 = "fe80::/64"\n')),
+                 lambda inv: inv.devices[0].links[0].seed_v4 == (ipaddress.ip_network("198.51.100.128/26"),
+                                                                 ipaddress.ip_network("198.19.5.0/24"))
+                 and inv.devices[0].links[0].seed_v6 == (ipaddress.ip_network("fe80::/64"),)
+                 and inv.devices[0].links[0].seed_from is None, id="seed-pools"),
+    pytest.param(edit(GOOD, ('harness_v6 = "2001:db8:1::1/64"\n', 'harness_v6 = "2001:db8:1::1/64"\nseed_from = "subnet"\n')),
+                 lambda inv: inv.devices[0].links[0].seed_from == "subnet", id="seed-from-subnet"),
+    pytest.param(lab_edit(('harness_v4 = "198.18.251.1/24"\n', "")),
+                 lambda inv: inv.devices[1].links[0].harness_v4 is None, id="lab-harness-end-without-address"),
+    pytest.param(lab_edit(('mgmt_harness_addr = "198.18.250.1/24"\n', 'mgmt_harness_addr = "198.18.250.1/24"\n'
+                           'bystanders = 2\nuserland = "busybox"\n'),
+                          ('device_if = "eth1"', 'device_if = "wan-uplink1.100"')),
+                 lambda inv: (inv.devices[1].lab.bystanders, inv.devices[1].lab.userland) == (2, "busybox")
+                 and inv.devices[1].links[0].device_if == "wan-uplink1.100", id="lab-shapes"),
 ])
 def test_unusual_but_valid_inventories_load(inv_dir, text, check):
     _, inv = load_text(inv_dir, text)
@@ -367,7 +314,6 @@ BAD = [
     Bad("lab-host-is-harness-address", lab_edit(('host = "198.18.250.2"', 'host = "198.18.250.1"')), (B, "ssh.host", "another address")),
     Bad("lab-host-name", lab_edit(('host = "198.18.250.2"', 'host = "labhost"')), (B, "ssh.host", "must be an IPv4 address")),
     Bad("lab-device-if-eth0", lab_edit(('device_if = "eth1"', 'device_if = "eth0"')), (B, "link[0].device_if", "management link")),
-    Bad("lab-link-without-harness-address", lab_edit(('harness_v4 = "198.18.251.1/24"\n', "")), (B, "link[0]", "needs harness_v4")),
     Bad("lab-mgmt-addr-v6", lab_edit(('"198.18.250.1/24"', '"2001:db8:9::1/64"')), (B, "lab.mgmt_harness_addr", "expected IPv4")),
     Bad("typo-device-table", lab_edit(("[device.lab]", "[device.labb]")), (B, "labb: unknown key", "did you mean 'lab'")),
     # labgrid places ([device.labgrid])
@@ -388,6 +334,57 @@ BAD = [
         ("device 'dut-c'", "labgrid.place: 'p1' is also device 'dut-a''s place", "its own labgrid place")),
     Bad("labgrid-password-in-place-table", labgrid('place = "p1"\npassword = "hunter2"\n'),
         (A, "labgrid.password: unknown key"), secret="hunter2"),
+    # seed pools (issue 14)
+    Bad("seed-v4-not-network", seed("seed_v4 = \"198.51.100.300/24\""), (A, "link[0].seed_v4", "is not a network", "198.51.100.128/25")),
+    Bad("seed-v4-no-prefix", seed("seed_v4 = \"198.51.100.128\""), (A, "link[0].seed_v4", "has no prefix length")),
+    Bad("seed-v4-host-bits", seed("seed_v4 = \"198.51.100.130/25\""), (A, "link[0].seed_v4", "has host bits set", "write 198.51.100.128/25")),
+    Bad("seed-v4-is-v6", seed("seed_v4 = \"2001:db8:9::/64\""), (A, "link[0].seed_v4", "is an IPv6 network", "put it in seed_v6")),
+    Bad("seed-v6-is-v4", seed("seed_v6 = \"198.51.100.0/24\""), (A, "link[0].seed_v6", "is an IPv4 network", "put it in seed_v4")),
+    Bad("seed-v4-multicast", seed("seed_v4 = \"224.0.0.0/24\""), (A, "link[0].seed_v4", "overlaps multicast", "unicast")),
+    Bad("seed-v4-this-network", seed("seed_v4 = \"0.0.0.0/0\""), (A, "link[0].seed_v4", "'this network'")),
+    Bad("seed-v4-loopback", seed("seed_v4 = \"127.0.0.0/30\""), (A, "link[0].seed_v4", "loopback")),
+    Bad("seed-v4-reserved", seed("seed_v4 = \"240.0.0.0/28\""), (A, "link[0].seed_v4", "reserved")),
+    Bad("seed-v6-multicast", seed("seed_v6 = \"ff02::/64\""), (A, "link[0].seed_v6", "overlaps multicast")),
+    Bad("seed-v6-mapped", seed("seed_v6 = \"::ffff:0:0/96\""), (A, "link[0].seed_v6", "IPv4-mapped")),
+    Bad("seed-v6-whole-space", seed("seed_v6 = \"::/0\""), (A, "link[0].seed_v6", "unspecified or loopback")),
+    Bad("seed-v6-zone", seed("seed_v6 = \"fe80::%eth1/64\""), (A, "link[0].seed_v6", "scope/zone ID")),
+    Bad("seed-v4-overlap", seed("seed_v4 = [\"198.51.100.0/25\", \"198.51.100.64/26\"]"),
+        (A, "link[0].seed_v4", "198.51.100.64/26 overlaps 198.51.100.0/25", "once")),
+    Bad("seed-v4-empty-list", seed("seed_v4 = []"), (A, "link[0].seed_v4", "needs 1-16 networks, got 0")),
+    Bad("seed-v4-too-many", seed("seed_v4 = [" + ", ".join(f'\"10.0.{i}.0/24\"' for i in range(17)) + "]"),
+        (A, "link[0].seed_v4", "needs 1-16 networks, got 17")),
+    Bad("seed-v4-int-in-list", seed("seed_v4 = [\"10.0.0.0/24\", 5]"), (A, "link[0].seed_v4", "got the integer 5")),
+    Bad("seed-v4-table", seed("seed_v4 = { net = \"10.0.0.0/24\" }"), (A, "link[0].seed_v4: must be a string or an array", "got a table")),
+    Bad("seed-v4-without-device-v4", edit(GOOD, ('device_v4 = "198.51.100.2/24"\nharness_v4 = "198.51.100.1/24"\n', ""),
+                                          ('harness_v6 = "2001:db8:1::1/64"\n', 'harness_v6 = "2001:db8:1::1/64"\nseed_v4 = "10.0.0.0/24"\n')),
+        (A, "link[0].seed_v4", "is given but device_v4 is not")),
+    Bad("seed-from-unknown", seed("seed_from = \"off-subnet\""), (A, "link[0].seed_from", "'off-subnet' is not a seed source", "subnet")),
+    Bad("seed-from-number", seed("seed_from = 1"), (A, "link[0].seed_from: must be a string")),
+    Bad("seed-from-and-pool", seed("seed_from = \"subnet\"\nseed_v6 = \"fe80::/64\""),
+        (A, "link[0].seed_from", "together with seed_v6", "use one")),
+    Bad("seed-typo", seed("seed_v5 = \"10.0.0.0/24\""), (A, "link[0].seed_v5: unknown key", "did you mean")),
+    # lab shapes (issue 14)
+    Bad("lab-bystanders-negative", lab_shape("bystanders = -1"), (B, "lab.bystanders: -1 is out of range", "0..4")),
+    Bad("lab-bystanders-many", lab_shape("bystanders = 5"), (B, "lab.bystanders: 5 is out of range")),
+    Bad("lab-bystanders-string", lab_shape("bystanders = \"2\""), (B, "lab.bystanders: must be an integer", "bystanders = 2")),
+    Bad("lab-bystanders-no-room", lab_edit(('mgmt_harness_addr = "198.18.250.1/24"\n', 'mgmt_harness_addr = "198.18.250.1/24"\nbystanders = 1\n'),
+                                           ('"198.18.251.2/24"', '"198.18.251.2/31"'), ('"198.18.251.1/24"', '"198.18.251.3/31"')),
+        (B, "link[0]:", "no room for 1 bystander", "fewer lab.bystanders")),
+    Bad("lab-bystanders-in-seed-pool", lab_edit(('mgmt_harness_addr = "198.18.250.1/24"\n', 'mgmt_harness_addr = "198.18.250.1/24"\nbystanders = 1\n'),
+                                                ('harness_v4 = "198.18.251.1/24"\n', 'harness_v4 = "198.18.251.1/24"\nseed_v4 = "198.18.251.128/25"\n')),
+        (B, "link[0].seed_v4", "would take bystander address 198.18.251.254", "without the bystanders")),
+    Bad("lab-bystanders-seed-from-subnet", lab_edit(('mgmt_harness_addr = "198.18.250.1/24"\n', 'mgmt_harness_addr = "198.18.250.1/24"\nbystanders = 2\n'),
+                                                    ('harness_v4 = "198.18.251.1/24"\n', 'harness_v4 = "198.18.251.1/24"\nseed_from = "subnet"\n')),
+        (B, "link[0].seed_from", "bystander address")),
+    Bad("lab-userland-unknown", lab_shape("userland = \"alpine\""), (B, "lab.userland: 'alpine' is not a lab userland", "full, busybox")),
+    Bad("lab-userland-busybox-without-root", lab_edit(('user = "root"\nkey_file = "labstate/id_ed25519"',
+                                                      'user = "nckadmin"\nbecome = "sudo"\nkey_file = "labstate/id_ed25519"'),
+                                                     ('mgmt_harness_addr = "198.18.250.1/24"\n',
+                                                      'mgmt_harness_addr = "198.18.250.1/24"\nroot_login = false\nuserland = "busybox"\n')),
+        (B, "lab.userland", "no sudo", "root_login")),
+    Bad("lab-userland-windows", lab_edit(('os = "linux"', 'os = "windows"'), ('mgmt_harness_addr = "198.18.250.1/24"\n',
+                                                                            'mgmt_harness_addr = "198.18.250.1/24"\nuserland = "busybox"\n')),
+        (B, "lab.userland", "for a Linux device, this one is windows")),
     Bad("unprivileged-root", edit(GOOD, ('user = "nckuser"', 'user = "root"')), (A, "unprivileged.user", "admin")),
     Bad("unprivileged-administrator", edit(GOOD, ('os = "linux"', 'os = "windows"'), ('user = "nckuser"', 'user = "Administrator"'),
                                            ('user = "root"', 'user = "admin"')),

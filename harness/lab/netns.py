@@ -14,6 +14,18 @@ For every device with a [device.lab] table the lab makes:
   own /etc/sudoers in the device's mount namespace);
 - a client key and a known_hosts file under the lab's state directory.
 
+Shapes a device may ask for in [device.lab] (issue 14):
+- `bystanders = N`: each test link goes through a bridge in a namespace of its own
+  (`nck-<device>-s<i>`: ports `nckport-h` to the harness, `nckport-d` to the device) with N more
+  hosts on the segment (namespaces `nck-<device>-s<i>b<k>`, interface eth1, addresses from
+  `lab_bystander_addresses`), as on a lab switch shared with other hosts.
+- `userland = "busybox"`: the device's sessions see only busybox applets (PATH, the login
+  shell, and busybox mounted over the real ip, awk, sh and bash in the sshd's mount namespace),
+  as on an OpenWrt or Yocto image, plus `flock` (OpenWrt's busybox has that applet, Debian's
+  build does not, so util-linux's stands in: the harness's device lock needs it).
+A harness end without harness_v4/harness_v6 gets no such address (and no IPv6 at all without
+harness_v6): seeding and answering never need one.
+
 Everything it makes is written to a state file first, so `down` can undo it after a crash.
 Neighbor gc thresholds are host-global (one kernel table for every namespace): `up` raises
 them so seeded tables are not evicted and `down` restores the recorded originals.
@@ -35,7 +47,8 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.hostlock import host_lock
-from harness.inventory import LAB_SUDO_USER, Device, Inventory
+from harness.inventory import LAB_SUDO_USER, Device, Inventory, TestLink, lab_bystander_addresses
+from harness.lab import sysctls
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_AUTHORIZED_KEYS = "/run/lock/nck-authorized_keys"  # inside the device's mount namespace
@@ -44,11 +57,6 @@ SUDO_UID = 64998  # LAB_SUDO_USER, on devices with lab.root_login = false
 SUDO = "/usr/bin/sudo"
 # Values large enough for 16,384 entries per family on every link of several devices.
 GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
-SYSCTL_ROOT = Path("/proc/sys")
-
-
-def _sysctl_path(name: str) -> Path:
-    return SYSCTL_ROOT / name.replace(".", "/")
 
 
 def gc_sysctls() -> list[str]:
@@ -99,6 +107,16 @@ def _pid_alive(pid: int | None, marker: str) -> bool:
     return marker in cmdline
 
 
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie (a daemonised sshd's parent is the host's init,
+    which may reap it late: waiting for /proc/<pid> to vanish cost 3 s per device)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 def _kill(pid: int, timeout: float = 3.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -106,13 +124,31 @@ def _kill(pid: int, timeout: float = 3.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        if _gone(pid):
             return
         time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def switch_netns(device: Device, index: int) -> str:
+    """The namespace of the bridge behind test link `index` (devices with bystanders)."""
+    return f"{device.netns}-s{index}"
+
+
+def bystander_netns(device: Device, index: int, k: int) -> str:
+    return f"{switch_netns(device, index)}b{k}"
+
+
+def extra_namespaces(device: Device) -> list[str]:
+    """The namespaces a lab device has besides its own: a switch per link and its bystanders."""
+    if device.lab is None or not device.lab.bystanders:
+        return []
+    return [name for i in range(len(device.links))
+            for name in (switch_netns(device, i),
+                         *(bystander_netns(device, i, k) for k in range(1, device.lab.bystanders + 1)))]
 
 
 @dataclass
@@ -140,7 +176,7 @@ class Lab:
         try:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
-            return {"devices": {}, "sysctls": {}, "created_dirs": []}
+            return {"devices": {}, "created_dirs": []}
         except (OSError, ValueError) as exc:
             raise UsageError(f"lab: state file {self.state_file} is unreadable ({exc}); "
                              "remove it and run `neighcheck lab down` again") from None
@@ -172,7 +208,7 @@ class Lab:
         started = []
         with self._locked():
             state = self._load_state()
-            self._raise_host_sysctls(state)
+            sysctls.raise_for(self.dir, HOST_SYSCTLS)
             self._client_key(state)
             for device in devices:
                 if device.lab is None:
@@ -188,18 +224,6 @@ class Lab:
             if device.name in started:
                 self._wait_ssh(device)
         return started
-
-    def _raise_host_sysctls(self, state: dict) -> None:
-        for name, wanted in HOST_SYSCTLS.items():
-            path = _sysctl_path(name)
-            current = int(path.read_text())
-            if current < wanted and name not in state["sysctls"]:
-                # Record (once) and restore at down only what this lab changed: a value that
-                # was already high enough belongs to someone else.
-                state["sysctls"][name] = current
-            if current < wanted:
-                path.write_text(str(wanted))
-        self._save_state(state)
 
     def _client_key(self, state: dict) -> Path:
         key = self.dir / "id_ed25519"
@@ -227,11 +251,14 @@ class Lab:
         self._veth(ns, lab.mgmt_harness_if, "eth0", record, state,
                    harness_addrs=[str(lab.mgmt_harness_addr)],
                    device_addrs=[f"{device.ssh.host}/{prefix}"])
-        for link in device.links:
+        for i, link in enumerate(device.links):
             harness_addrs = [str(a) for a in (link.harness_v4, link.harness_v6) if a is not None]
             device_addrs = [str(a) for a in (link.device_v4, link.device_v6 if lab.ipv6 else None)
                             if a is not None]
-            self._veth(ns, link.harness_if, link.device_if, record, state, harness_addrs, device_addrs)
+            if lab.bystanders:
+                self._bridged_link(device, i, link, record, state, harness_addrs, device_addrs)
+            else:
+                self._veth(ns, link.harness_if, link.device_if, record, state, harness_addrs, device_addrs)
         if device.os == "windows":
             self._start_wine(device, ddir, record, state)
         record["sshd_pid"] = self._start_sshd(device, ddir)
@@ -239,8 +266,10 @@ class Lab:
 
     def _start_wine(self, device: Device, ddir: Path, record: dict, state: dict) -> None:
         """A Windows lab device is Wine in the namespace: its own prefix (a hard-linked clone of
-        a cached template) and a persistent wineserver started inside the namespace before any
-        SSH session, so Wine's services (which answer the network queries) live there."""
+        a cached template) with nck-sshexec in it (how its Linux sshd hands commands to Wine's
+        cmd.exe, see harness/lab/sshexec.c), and a persistent wineserver started inside the
+        namespace before any SSH session, so Wine's services (which answer the network
+        queries) live there."""
         from harness.lab import wine as winelab
         from harness.paths import cache_dir
         winelab.require_wine()
@@ -250,6 +279,9 @@ class Lab:
         winelab.clone_prefix(template, prefix)
         record["wine_prefix"] = str(prefix)
         self._save_state(state)
+        # cmd.exe as Windows OpenSSH runs it, for the device's `launcher` (sshexec.c)
+        from harness.lab import sshexec
+        record["sshexec"] = str(sshexec.install(prefix, sshexec.build(cache_dir() / "sshexec")))
         record["wineserver_pid"] = winelab.start_wineserver(device.netns, prefix)
         self._save_state(state)
 
@@ -260,19 +292,68 @@ class Lab:
                              "is not the lab's; rename it in devices.toml or delete it")
         record["links"].append(harness_if)
         self._save_state(state)
-        run("ip", "link", "add", harness_if, "type", "veth", "peer", "name", device_if, "netns", ns)
-        # The harness side must not autoconfigure or answer for anything: it only carries
-        # what the seeder and responder send.
-        for key in ("accept_ra", "accept_dad", "autoconf"):
-            knob = Path("/proc/sys/net/ipv6/conf", harness_if, key)
-            if knob.exists():  # absent when the host runs without IPv6
-                knob.write_text("0")
-        for addr in harness_addrs:
-            run("ip", "addr", "add", addr, "dev", harness_if, *(["nodad"] if ":" in addr else []))
+        # `name` keeps ip from reading a short name as a keyword (`d` is `dynamic`).
+        run("ip", "link", "add", "name", harness_if, "type", "veth", "peer", "name", device_if, "netns", ns)
+        self._harness_end(harness_if, harness_addrs)
         for addr in device_addrs:
             run("ip", "-n", ns, "addr", "add", addr, "dev", device_if, *(["nodad"] if ":" in addr else []))
-        run("ip", "link", "set", harness_if, "up")
         run("ip", "-n", ns, "link", "set", device_if, "up")
+
+    @staticmethod
+    def _harness_end(harness_if: str, harness_addrs: list[str]) -> None:
+        # The harness side must not autoconfigure or answer for anything: it only carries
+        # what the seeder and responder send. Without an IPv6 address of its own it gets no
+        # IPv6 at all (not even a link-local): seeding and answering need none.
+        knobs = {"accept_ra": "0", "accept_dad": "0", "autoconf": "0"}
+        if not any(":" in addr for addr in harness_addrs):
+            knobs["disable_ipv6"] = "1"
+        for key, value in knobs.items():
+            knob = Path("/proc/sys/net/ipv6/conf", harness_if, key)
+            if knob.exists():  # absent when the host runs without IPv6
+                knob.write_text(value)
+        for addr in harness_addrs:
+            run("ip", "addr", "add", addr, "dev", harness_if, *(["nodad"] if ":" in addr else []))
+        run("ip", "link", "set", harness_if, "up")
+
+    # --- a test link behind a bridge, with bystanders on the segment ------------------------
+    def _bridged_link(self, device: Device, index: int, link: TestLink, record: dict, state: dict,
+                      harness_addrs: list[str], device_addrs: list[str]) -> None:
+        """harness_if -- [nckport-h  bridge  nckport-d] -- device_if, and nckport-b<k> to each
+        bystander's eth1. The switch namespace has no IPv6 (a bridge with a link-local would
+        talk on the segment); its bridge keeps the kernel's defaults (learning, MLD snooping)."""
+        assert device.lab is not None
+        switch = switch_netns(device, index)
+        bystanders = [bystander_netns(device, index, k) for k in range(1, device.lab.bystanders + 1)]
+        record.setdefault("namespaces", []).extend([switch, *bystanders])
+        record["links"].append(link.harness_if)
+        self._save_state(state)  # recorded before made
+        run("ip", "netns", "add", switch)
+        for scope in ("all", "default"):
+            run("ip", "netns", "exec", switch, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
+        run("ip", "-n", switch, "link", "add", "name", "nckbr", "type", "bridge")
+        run("ip", "link", "add", "name", link.harness_if, "type", "veth", "peer", "name", "nckport-h",
+            "netns", switch)
+        run("ip", "-n", switch, "link", "add", "name", "nckport-d", "type", "veth", "peer", "name",
+            link.device_if, "netns", device.netns)
+        ports = ["nckport-h", "nckport-d"]
+        addresses = lab_bystander_addresses(link, device.lab.bystanders)
+        for k, (ns, pair) in enumerate(zip(bystanders, addresses), start=1):
+            run("ip", "netns", "add", ns)
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            run("ip", "-n", switch, "link", "add", "name", f"nckport-b{k}", "type", "veth", "peer",
+                "name", "eth1", "netns", ns)
+            for addr in filter(None, pair):
+                run("ip", "-n", ns, "addr", "add", addr, "dev", "eth1", *(["nodad"] if ":" in addr else []))
+            run("ip", "-n", ns, "link", "set", "eth1", "up")
+            ports.append(f"nckport-b{k}")
+        for port in ports:
+            run("ip", "-n", switch, "link", "set", port, "master", "nckbr", "up")
+        run("ip", "-n", switch, "link", "set", "nckbr", "up")
+        self._harness_end(link.harness_if, harness_addrs)
+        for addr in device_addrs:
+            run("ip", "-n", device.netns, "addr", "add", addr, "dev", link.device_if,
+                *(["nodad"] if ":" in addr else []))
+        run("ip", "-n", device.netns, "link", "set", link.device_if, "up")
 
     def _start_sshd(self, device: Device, ddir: Path) -> int:
         host_key = ddir / "ssh_host_ed25519_key"
@@ -302,6 +383,7 @@ class Lab:
             "Subsystem sftp internal-sftp",
             "LogLevel ERROR",
             *self._session_env(device, ddir),
+            *([f"SetEnv PATH={ddir / 'bin'}"] if device.lab and device.lab.userland == "busybox" else []),
             "",
         ]))
         empty_rc = ddir / "empty_rc"
@@ -310,6 +392,7 @@ class Lab:
         passwd.write_text(Path("/etc/passwd").read_text() +
                           f"nckuser:x:{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}:neighcheck unprivileged:/tmp:/bin/sh\n"
                           + self._sudo_account(device))
+        busybox_mounts = self._busybox_userland(device, ddir, passwd)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
         q = shlex.quote
         # sshd reads authorized_keys as the logging-in user: the non-admin account cannot reach
@@ -327,6 +410,7 @@ class Lab:
         for rc in ("/root/.bashrc", "/root/.profile", "/root/.bash_profile", "/etc/bash.bashrc"):
             if Path(rc).exists():
                 mounts.append(f"mount --bind {q(str(empty_rc))} {rc}")
+        mounts += busybox_mounts
         script = " && ".join(mounts + [f"exec {SSHD} -f {q(str(config))} -E {q(str(ddir / 'sshd.log'))}"])
         pidfile.unlink(missing_ok=True)
         # Its own UTS namespace too, so the device reports its own hostname in fingerprints.
@@ -339,6 +423,38 @@ class Lab:
             time.sleep(0.02)
         log = (ddir / "sshd.log").read_text() if (ddir / "sshd.log").exists() else ""
         raise UsageError(f"lab: sshd for {device.name} did not start: {log.strip() or 'no log'}")
+
+    @staticmethod
+    def _busybox_userland(device: Device, ddir: Path, passwd: Path) -> list[str]:
+        """For userland = "busybox": a directory of busybox applets (plus flock), made every
+        account's login shell and PATH, and the mounts (inside the sshd's own mount namespace)
+        that put busybox over the real ip, awk, sh and bash. Returns the mount commands."""
+        if device.lab is None or device.lab.userland != "busybox":
+            return []
+        busybox = shutil.which("busybox")
+        flock = shutil.which("flock")
+        if busybox is None or flock is None:
+            raise UsageError("lab: userland = \"busybox\" needs busybox and util-linux's flock on "
+                             "this host: apt-get install busybox util-linux")
+        bindir = ddir / "bin"
+        bindir.mkdir(exist_ok=True)
+        applets = run(busybox, "--list").stdout.split()
+        for name in applets:
+            (bindir / name).unlink(missing_ok=True)
+            (bindir / name).symlink_to(busybox)
+        (bindir / "flock").unlink(missing_ok=True)
+        (bindir / "flock").symlink_to(flock)
+        shell = str(bindir / "sh")
+        lines = [":".join(f[:6] + [shell]) if len(f := line.split(":")) == 7 else line
+                 for line in passwd.read_text().splitlines()]
+        passwd.write_text("\n".join(lines) + "\n")
+        q = shlex.quote
+        mounts = []
+        for tool in ("ip", "awk", "sh", "bash"):
+            found = shutil.which(tool)
+            if found:  # the real file: /bin/sh is a link to dash, awk to mawk
+                mounts.append(f"mount --bind {q(busybox)} {q(os.path.realpath(found))}")
+        return mounts
 
     @staticmethod
     def _sudo_account(device: Device) -> str:
@@ -436,8 +552,7 @@ class Lab:
                 device = next((d for d in self.inventory.lab_devices if d.name == name), None)
                 if self._teardown(name, device, state):
                     removed.append(name)
-            for name, value in state.get("sysctls", {}).items():
-                _sysctl_path(name).write_text(str(value))
+            sysctls.release(self.dir)  # the last lab on the host restores the originals
             self._remove_lab_files()
         return removed
 
@@ -486,7 +601,13 @@ class Lab:
             if link.startswith("nck") and _link_exists(link):
                 run("ip", "link", "del", link, check=False)  # deleting one end removes the peer
                 did = True
-        if ns in _namespaces():
+        extra = list(record.get("namespaces", [])) + (extra_namespaces(device) if device else [])
+        present = _namespaces()
+        for name in dict.fromkeys(extra):
+            if name.startswith(f"{ns}-s") and name in present:
+                run("ip", "netns", "del", name, check=False)  # no processes run in them
+                did = True
+        if ns in present:
             run("ip", "netns", "del", ns, check=False)
             did = True
         if ddir.exists():
@@ -500,9 +621,12 @@ class Lab:
         links = {device.lab.mgmt_harness_if: _link_exists(device.lab.mgmt_harness_if)} if device.lab else {}
         links.update({link.harness_if: _link_exists(link.harness_if) for link in device.links})
         sshd = _pid_alive(record.get("sshd_pid"), ddir)
-        if device.os == "windows":  # its Wine services must be up too
-            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver")
-        return DeviceStatus(device.name, device.netns in _namespaces(), sshd, links)
+        if device.os == "windows":  # its Wine services must be up too, and its nck-sshexec there
+            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver") and \
+                Path(record.get("sshexec") or "/nonexistent").is_file()
+        present = _namespaces()
+        netns = device.netns in present and all(n in present for n in extra_namespaces(device))
+        return DeviceStatus(device.name, netns, sshd, links)
 
     def status(self) -> list[DeviceStatus]:
         state = self._load_state()

@@ -22,6 +22,8 @@ from harness.places import DEFAULT_PLACE_WAIT
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5
 DEFAULT_PCAP_MAX_MIB = 8.0
+DEFAULT_ENTRIES = 32
+AGENT_MODES = ("serve", "per-call")
 
 
 def _labgrid_adds_its_options(pluginmanager) -> bool:
@@ -43,8 +45,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
                     help="inventory file (default: ./devices.toml)")
     group.addoption("--device", action="append", default=[], metavar="NAME",
                     help="run only this device (repeatable; default: all)")
-    group.addoption("--entries", type=int, default=32, metavar="N",
-                    help="seeded entries per family per test link (default 32)")
+    group.addoption("--entries", type=int, default=DEFAULT_ENTRIES, metavar="N",
+                    help=f"seeded entries per family per test link (default {DEFAULT_ENTRIES})")
     group.addoption("--scale-entries", type=int, default=1024, metavar="N",
                     help="seeded entries per family per test link in the scale cases (default 1024; 0: no scale cases)")
     group.addoption("--settle", type=float, default=DEFAULT_SETTLE, metavar="S",
@@ -55,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
                     help="this run's report directory (default: reports/<run-id>)")
     group.addoption("--lock-wait", type=float, default=30.0, metavar="S",
                     help="how long to wait for a device another run is using (default 30 s)")
+    group.addoption("--agent-mode", choices=AGENT_MODES, default="serve",
+                    help="serve: one resident agent process per device where the agent offers it "
+                         "(default); per-call: start the agent for every call")
     group.addoption("--errata", default=None, metavar="FILE",
                     help="known-issues file (default: ./errata.toml when present)")
     group.addoption("--place-wait", type=float, default=DEFAULT_PLACE_WAIT, metavar="S",

@@ -26,13 +26,15 @@ class DeviceClosed(NeighcheckError):
 
 class DeviceSessions:
     def __init__(self, inventory, *, run_dir: Path, run_id: str, entries: int, scale_entries: int,
-                 lock_wait: float, coordinator: str | None = None, place_wait: float = DEFAULT_PLACE_WAIT):
+                 lock_wait: float, serve: bool = True, coordinator: str | None = None,
+                 place_wait: float = DEFAULT_PLACE_WAIT):
         self.inventory = inventory
         self.run_dir = run_dir
         self.run_id = run_id
         self.entries = entries
         self.scale_entries = scale_entries
         self.lock_wait = lock_wait
+        self.serve = serve
         self.duts: dict[str, Any] = {}  # device name -> DeviceUnderTest or the error that stopped it
         self.seeder = None
         self.coordinator = coordinator  # labgrid's, for devices with a place (--lg-coordinator)
@@ -71,7 +73,8 @@ class DeviceSessions:
                 self.seeder = Seeder(self.inventory.test_interfaces)
             holder = f"{socket.gethostname()} pid {os.getpid()} run {self.run_id}"
             dut = DeviceUnderTest(device, self.inventory, entries=self.entries, seeder=self.seeder,
-                                  holder=holder, lock_wait=self.lock_wait, scale_entries=self.scale_entries)
+                                  holder=holder, lock_wait=self.lock_wait, scale_entries=self.scale_entries,
+                                  serve=self.serve)
             try:
                 dut.open()
             except BaseException:

@@ -139,9 +139,13 @@ class Case:
             self.record.timings[phase] = self.record.timings.get(phase, 0.0) + time.perf_counter() - t0
 
     def status(self, reply) -> None:
+        """The judged flush call's reply: its status, and its own time on the device."""
         self.record.status_raw = reply.raw
         self.record.status_space = reply.space
         self.record.outcome = reply.outcome.value
+        self.record.flush_elapsed_us = reply.elapsed_us
+        if reply.elapsed_us is not None and isinstance(self.evidence.get("call"), dict):
+            self.evidence["call"]["elapsed_us"] = reply.elapsed_us
         if reply.error:
             self.evidence["agent_error"] = {"error": reply.error, "detail": reply.detail}
 

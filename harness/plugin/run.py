@@ -21,6 +21,7 @@ from harness.inventory import load_inventory
 from harness.plugin.devices import DeviceSessions
 from harness.plugin.outcomes import Case, conclude_verdict, device_of, record_of, short_repr
 from harness.plugin.results import ResultsWriter, new_run_id
+from harness.traffic.seeding import check_plans
 from harness.traffic.capability import require_raw_sockets
 
 
@@ -34,6 +35,7 @@ class ConformanceRun:
         self.inventory = load_inventory(config.getoption("devices"))
         self.selected = self.inventory.select(config.getoption("device") or None)
         require_raw_sockets(self.selected)  # `pytest conformance` stops at once too
+        check_plans(self.selected, config.getoption("entries"))  # a link too small: one clear error now
         errata_path = config.getoption("errata") or ("errata.toml" if Path("errata.toml").exists() else None)
         self.errata = load_errata(Path(errata_path)) if errata_path else []
         if _is_worker(config):
@@ -51,6 +53,7 @@ class ConformanceRun:
                                       entries=config.getoption("entries"),
                                       scale_entries=config.getoption("scale_entries"),
                                       lock_wait=config.getoption("lock_wait"),
+                                      serve=config.getoption("agent_mode") == "serve",
                                       coordinator=config.getoption("lg_coordinator", None),
                                       place_wait=config.getoption("place_wait"))
         self.writer: ResultsWriter | None = None

@@ -87,6 +87,32 @@ def _fmt_seconds(value: object) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def _device_flush(case: dict) -> float | None:
+    """The judged flush call's own time on the device, in seconds (None: not measured)."""
+    value = case.get("flush_elapsed_us")
+    return value / 1e6 if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _device_flush_html(case: dict) -> str:
+    seconds = _device_flush(case)
+    if seconds is None:
+        return ""
+    trip = (case.get("timings") or {}).get("flush")
+    around = f" (round trip from the harness: {esc(_fmt_seconds(trip))})" if isinstance(trip, (int, float)) else ""
+    return f"{esc(_fmt_seconds(seconds))}, measured by the agent around the API call{around}"
+
+
+def _flush_latency_html(results: dict, device: str) -> str:
+    """The device's flush latency as its agent measured it, over its judged flush calls."""
+    values = sorted(s for c in results["cases"] if c.get("device") == device
+                    for s in [_device_flush(c)] if s is not None)
+    if not values:
+        return ""
+    median = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    return (f"median {esc(_fmt_seconds(median))}, max {esc(_fmt_seconds(values[-1]))} over {len(values)} "
+            f"calls (the API call's own time, measured on the device)")
+
+
 def _status_html(case: dict) -> str:
     raw = case.get("status_raw")
     space = case.get("status_space")
@@ -232,6 +258,7 @@ def _case_details(case: dict, run_dir: Path, interfaces: dict[int, str]) -> str:
         ("family", f"{esc(family_name(case))} ({esc(family)})" if family is not None else ""),
         ("interface", f"{esc(interface)} (index {esc(case.get('ifindex'))})" if "ifindex" in case else ""),
         ("status", _status_html(case)),
+        ("flush on the device", _device_flush_html(case)),
         ("duration", esc(_fmt_seconds(case.get("duration_s")))),
         ("timings", _timings_html(case)),
     ]
@@ -312,6 +339,9 @@ def _device_html(results: dict, device: str) -> str:
         pairs.append(("labgrid place", esc(f"{place.get('place')} at {place.get('coordinator')}, acquired by "
                                            f"{place.get('acquired_by')} at {place.get('acquired_at')} "
                                            f"after {place.get('waited_s')} s")))
+    latency = _flush_latency_html(results, device)
+    if latency:
+        pairs.append(("flush latency", latency))
     others = [c for c in results["cases"] if c.get("device") == device and not is_matrix_case(c)]
     other_items = "".join(f'<li>{_badge(c["verdict"])} <a href="{esc(_case_href(c))}">{esc(c.get("name") or c["id"])}'
                           f'</a> {_clauses_html(c)}</li>' for c in others)
@@ -391,6 +421,7 @@ def _cases_table(results: dict) -> str:
                     f'<td><a href="{esc(_case_href(case))}" title="{esc(case["id"])}">{esc(name)}</a>'
                     f'{_pcap_cell(case)}</td>'
                     f"<td>{_clauses_html(case)}</td><td>{esc(status)}</td>"
+                    f'<td class="num">{esc(_fmt_seconds(_device_flush(case)))}</td>'
                     f'<td class="num">{esc(_fmt_seconds(case.get("duration_s")))}</td>'
                     f'<td class="reason-cell">{esc(case.get("reason"))}</td></tr>')
     boxes = "".join(f'<label><input type="checkbox" class="verdict-filter" value="{v}" checked> {esc(v)}</label>'
@@ -398,7 +429,8 @@ def _cases_table(results: dict) -> str:
     return (f'<div class="filters"><input type="search" id="case-filter" placeholder="filter: words in any column">'
             f'{boxes}<span id="case-count"></span></div>'
             f'<table class="cases" id="cases-table"><thead><tr><th>verdict</th><th>device</th><th>case</th>'
-            f"<th>clauses</th><th>status</th><th>duration</th><th>reason</th></tr></thead>"
+            f'<th>clauses</th><th>status</th><th title="the flush call\'s own time, measured on the device">'
+            f"flush (device)</th><th>duration</th><th>reason</th></tr></thead>"
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 

@@ -8,7 +8,9 @@ requests (broadcast resolution or unicast probes) get ARP replies the same way.
 One thread serves every link: a raw AF_PACKET socket per link whose classic BPF filter lets
 only ARP requests and NS through, so the thread wakes for nothing else (the device's pings to
 seeded addresses, our own seeding frames). Frames are parsed at fixed offsets (no scapy per
-packet) and answered only for addresses the harness seeded on that link.
+packet) and answered only for addresses the harness seeded on that link, and only when the
+device asks: on a segment shared with other hosts (a switch, a bridge) a bystander that
+resolves a seeded address must not learn a seed (its Ethernet source is not the device's).
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class _LinkState:
         self.sock = sock
         self.v4: dict[bytes, bytes] = {}   # packed address -> seed MAC
         self.v6: dict[bytes, bytes] = {}
+        self.device_mac = b""              # only the device's own requests are answered
 
 
 class Responder:
@@ -158,7 +161,7 @@ class Responder:
                 state = _LinkState(link.harness_if, open_listen_socket(link.harness_if))
                 self._links[link.harness_if] = state
             # Swapping whole dicts is atomic for the reader thread: no lock on the hot path.
-            state.v4, state.v6 = v4, v6
+            state.v4, state.v6, state.device_mac = v4, v6, mac_bytes(link.device_mac)
             os.eventfd_write(self._wake, 1)  # let a running thread poll the new socket
 
     @property
@@ -270,6 +273,9 @@ class Responder:
                     pass  # queue full for a moment: the device probes again
 
     def _reply_for(self, state: _LinkState, frame: bytes) -> bytes | None:
+        if frame[6:12] != state.device_mac:
+            self._ignored += 1  # a bystander on the segment: it must never learn a seed
+            return None
         if frame[12:14] == b"\x08\x06":
             request = parse_arp_request(frame)
             mac = state.v4.get(request.target_v4) if request else None
