@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--settle", type=float, default=None, metavar="S",
                      help="settle window before durable effects are judged (default 0.5 s; 0: off)")
     run.add_argument("--errata", default=None, metavar="FILE", help="known-issues file (default: ./errata.toml)")
+    run.add_argument("--agent-mode", choices=("serve", "per-call"), default=None,
+                     help="serve (default): one resident agent process per device where the agent "
+                          "offers it; per-call: start the agent for every call")
     run.add_argument("--shard", default=None, metavar="K/N",
                      help="run only shard K of N of the devices (sorted by name, dealt round robin)")
     run.add_argument("--lg-coordinator", default=None, metavar="HOST:PORT",
@@ -108,9 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.traffic.capture import PCAP_MODES
     run.add_argument("--pcap", choices=PCAP_MODES, default=None,
                      help="keep test-link traffic per case for failed cases (default), all, or none")
-    run.add_argument("--agent-mode", choices=("serve", "per-call"), default=None,
-                     help="serve (default): one resident agent process per device where the agent "
-                          "offers it; per-call: start the agent for every call")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     run.set_defaults(func=cmd_run)
 

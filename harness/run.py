@@ -137,14 +137,14 @@ def run_suite(args) -> int:
         argv += ["--settle", f"{args.settle:g}"]
     if args.errata:
         argv += ["--errata", args.errata]
+    if args.agent_mode:
+        argv += ["--agent-mode", args.agent_mode]
     if args.lg_coordinator:
         argv += ["--lg-coordinator", args.lg_coordinator]
     if args.place_wait is not None:
         argv += ["--place-wait", str(args.place_wait)]
     if args.pcap:
         argv += ["--pcap", args.pcap]
-    if args.agent_mode:
-        argv += ["--agent-mode", args.agent_mode]
     argv += _workers(args.workers, len(devices)) + passthrough
     code = pytest.main(argv)
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):

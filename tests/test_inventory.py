@@ -27,9 +27,11 @@ from tests.support.inventories import (DUT, DUT_CAPS, DUT_LINK, DUT_SSH,  # noqa
                                       write_fixture_files)
 
 
-def labgrid(table: str, text: str | None = None) -> str:
+def labgrid(table: str, text: str = None) -> str:
     """GOOD (or `text`) with a [device.labgrid] table on the first device."""
     return edit(text or GOOD, (DUT_CAPS, DUT_CAPS + "[device.labgrid]\n" + table))
+
+
 
 @pytest.fixture
 def inv_dir(tmp_path: Path) -> Path:
@@ -316,24 +318,6 @@ BAD = [
     Bad("lab-device-if-eth0", lab_edit(('device_if = "eth1"', 'device_if = "eth0"')), (B, "link[0].device_if", "management link")),
     Bad("lab-mgmt-addr-v6", lab_edit(('"198.18.250.1/24"', '"2001:db8:9::1/64"')), (B, "lab.mgmt_harness_addr", "expected IPv4")),
     Bad("typo-device-table", lab_edit(("[device.lab]", "[device.labb]")), (B, "labb: unknown key", "did you mean 'lab'")),
-    # labgrid places ([device.labgrid])
-    Bad("labgrid-string", edit(GOOD, ('os = "linux"', 'os = "linux"\nlabgrid = "rack-3"')),
-        (A, "labgrid: must be a table ([device.labgrid])", "the string 'rack-3'")),
-    Bad("labgrid-typo", labgrid('plase = "p1"\n'), (A, "labgrid.plase: unknown key", "did you mean 'place'")),
-    Bad("labgrid-no-place", labgrid('resource = "ssh"\n'), (A, "labgrid.place: missing", "required")),
-    Bad("labgrid-place-int", labgrid("place = 3\n"), (A, "labgrid.place: must be a string", "place = \"...\"")),
-    Bad("labgrid-place-empty", labgrid('place = ""\n'), (A, "labgrid.place: '' is not allowed", "1-64 letters")),
-    Bad("labgrid-place-injection", labgrid('place = "p1;reboot"\n'), (A, "labgrid.place: 'p1;reboot' is not allowed")),
-    Bad("labgrid-place-option", labgrid('place = "-x"\n'), (A, "labgrid.place: '-x' is not allowed", "starting with a letter")),
-    Bad("labgrid-resource-path", labgrid('place = "p1"\nresource = "../ssh"\n'), (A, "labgrid.resource", "is not allowed")),
-    Bad("labgrid-on-lab-device", lab_edit(("[device.lab]", '[device.labgrid]\nplace = "p1"\n[device.lab]')),
-        (B, "labgrid: a lab device cannot also be a labgrid place", "remove [device.labgrid] or [device.lab]")),
-    Bad("labgrid-same-place-twice", labgrid('place = "p1"\n', GOOD + edit(DUT, ('"dut-a"', '"dut-c"'), ('"nckI-t1"', '"nckI-t3"'),
-                                                                         ('"192.0.2.10"', '"192.0.2.11"'),
-                                                                         (DUT_CAPS, DUT_CAPS + '[device.labgrid]\nplace = "p1"\n'))),
-        ("device 'dut-c'", "labgrid.place: 'p1' is also device 'dut-a''s place", "its own labgrid place")),
-    Bad("labgrid-password-in-place-table", labgrid('place = "p1"\npassword = "hunter2"\n'),
-        (A, "labgrid.password: unknown key"), secret="hunter2"),
     # seed pools (issue 14)
     Bad("seed-v4-not-network", seed("seed_v4 = \"198.51.100.300/24\""), (A, "link[0].seed_v4", "is not a network", "198.51.100.128/25")),
     Bad("seed-v4-no-prefix", seed("seed_v4 = \"198.51.100.128\""), (A, "link[0].seed_v4", "has no prefix length")),
@@ -385,6 +369,24 @@ BAD = [
     Bad("lab-userland-windows", lab_edit(('os = "linux"', 'os = "windows"'), ('mgmt_harness_addr = "198.18.250.1/24"\n',
                                                                             'mgmt_harness_addr = "198.18.250.1/24"\nuserland = "busybox"\n')),
         (B, "lab.userland", "for a Linux device, this one is windows")),
+    # labgrid places ([device.labgrid])
+    Bad("labgrid-string", edit(GOOD, ('os = "linux"', 'os = "linux"\nlabgrid = "rack-3"')),
+        (A, "labgrid: must be a table ([device.labgrid])", "the string 'rack-3'")),
+    Bad("labgrid-typo", labgrid('plase = "p1"\n'), (A, "labgrid.plase: unknown key", "did you mean 'place'")),
+    Bad("labgrid-no-place", labgrid('resource = "ssh"\n'), (A, "labgrid.place: missing", "required")),
+    Bad("labgrid-place-int", labgrid("place = 3\n"), (A, "labgrid.place: must be a string", "place = \"...\"")),
+    Bad("labgrid-place-empty", labgrid('place = ""\n'), (A, "labgrid.place: '' is not allowed", "1-64 letters")),
+    Bad("labgrid-place-injection", labgrid('place = "p1;reboot"\n'), (A, "labgrid.place: 'p1;reboot' is not allowed")),
+    Bad("labgrid-place-option", labgrid('place = "-x"\n'), (A, "labgrid.place: '-x' is not allowed", "starting with a letter")),
+    Bad("labgrid-resource-path", labgrid('place = "p1"\nresource = "../ssh"\n'), (A, "labgrid.resource", "is not allowed")),
+    Bad("labgrid-on-lab-device", lab_edit(("[device.lab]", '[device.labgrid]\nplace = "p1"\n[device.lab]')),
+        (B, "labgrid: a lab device cannot also be a labgrid place", "remove [device.labgrid] or [device.lab]")),
+    Bad("labgrid-same-place-twice", labgrid('place = "p1"\n', GOOD + edit(DUT, ('"dut-a"', '"dut-c"'), ('"nckI-t1"', '"nckI-t3"'),
+                                                                         ('"192.0.2.10"', '"192.0.2.11"'),
+                                                                         (DUT_CAPS, DUT_CAPS + '[device.labgrid]\nplace = "p1"\n'))),
+        ("device 'dut-c'", "labgrid.place: 'p1' is also device 'dut-a''s place", "its own labgrid place")),
+    Bad("labgrid-password-in-place-table", labgrid('place = "p1"\npassword = "hunter2"\n'),
+        (A, "labgrid.password: unknown key"), secret="hunter2"),
     Bad("unprivileged-root", edit(GOOD, ('user = "nckuser"', 'user = "root"')), (A, "unprivileged.user", "admin")),
     Bad("unprivileged-administrator", edit(GOOD, ('os = "linux"', 'os = "windows"'), ('user = "nckuser"', 'user = "Administrator"'),
                                            ('user = "root"', 'user = "admin"')),

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
-from harness.lab.private import LabDevice, LabLink
+from harness.hostlock import host_lock
 from harness.reports.manifest import verify
 from harness.reports.merge import merge_runs
 from harness.run import parse_shard, shard_devices
-from tests.support import REPO
+from harness.errors import UsageError
+from harness.lab.private import LabDevice, LabLink, _table
 from tests.support.runlab import RunLab, is_planted
 from tests.support.waits import wait_for
 
+REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
 MUTANTS = REPO / "tests" / "mutants"
 
@@ -59,10 +60,6 @@ WAITING_STATE, ACQUIRED_STATE = 0, 2  # labgrid's ReservationState
 QUICK = ("--", "-k", "test_idempotent and AF_UNSPEC")  # one case per device: enough to hold a place
 
 
-def _table(header: str, values: dict) -> list[str]:
-    return [header] + [f"{key} = {json.dumps(value)}" for key, value in values.items()]  # JSON's form is TOML
-
-
 class LabgridLab(RunLab):
     """The private lab, plus inventories that reach its devices through labgrid places."""
 
@@ -70,7 +67,7 @@ class LabgridLab(RunLab):
 
     def inventory(self, filename: str, *, lab: bool = True, only: tuple[str, ...] | None = None,
                   ssh: dict[str, dict] | None = None, unprivileged=None,
-                  agent: dict[str, list[str]] | None = None, places: tuple[str, ...] = (), **_) -> Path:
+                  agent: dict[str, list[str]] | None = None, places: tuple[str, ...] = ()) -> Path:
         """lab=True: the inventory that builds the lab. Else as a real lab describes it; the
         devices in `places` name their labgrid place and leave SSH host and user to it."""
         lines = _table("[lab]", {"state_dir": str(self.state)})
@@ -244,17 +241,18 @@ def glab():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, veth, sshd)")
     pytest.importorskip("labgrid", reason="needs the labgrid extra (make deps installs it)")
-    # Not under pytest's tmp_path: its 0700 parent would keep the lab's unprivileged account
-    # from reading the agent scripts kept there.
-    root = Path(tempfile.mkdtemp(prefix="nckG-"))
-    try:
-        with LabgridLab.held(root, DEVICES, lock=Path("/run/lock/nckG-lab.lock"), wait=600,
-                             busy="another test session kept the nckG lab for 600 s") as lab:
+    with host_lock(Path("/run/lock/nckG-lab.lock"), 600, "another test session kept the nckG lab for 600 s"):
+        root = Path(tempfile.mkdtemp(prefix="nckG-"))
+        root.chmod(0o755)  # the lab's unprivileged account reads the key below it
+        lab = LabgridLab(root, DEVICES)
+        try:
+            lab.up()
             with labgrid_services(root, lab.devices) as address:
                 lab.coordinator = address
                 yield lab
-    finally:
-        shutil.rmtree(root, ignore_errors=True)  # also when the lock was never ours
+        finally:
+            lab.down()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

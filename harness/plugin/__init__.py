@@ -21,9 +21,9 @@ from harness.places import DEFAULT_PLACE_WAIT
 
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5
-DEFAULT_PCAP_MAX_MIB = 8.0
 DEFAULT_ENTRIES = 32
 AGENT_MODES = ("serve", "per-call")
+DEFAULT_PCAP_MAX_MIB = 8.0
 
 
 def _labgrid_adds_its_options(pluginmanager) -> bool:

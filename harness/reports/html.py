@@ -334,14 +334,14 @@ def _device_html(results: dict, device: str) -> str:
     interfaces = ", ".join(f"{esc(i.get('name'))} (index {esc(i.get('index'))})" for i in entry.get("interfaces", []))
     if interfaces:
         pairs.append(("interfaces", interfaces))
+    latency = _flush_latency_html(results, device)
+    if latency:
+        pairs.append(("flush latency", latency))
     place = entry.get("labgrid")
     if isinstance(place, dict):  # reserved through a labgrid coordinator (harness/places.py)
         pairs.append(("labgrid place", esc(f"{place.get('place')} at {place.get('coordinator')}, acquired by "
                                            f"{place.get('acquired_by')} at {place.get('acquired_at')} "
                                            f"after {place.get('waited_s')} s")))
-    latency = _flush_latency_html(results, device)
-    if latency:
-        pairs.append(("flush latency", latency))
     others = [c for c in results["cases"] if c.get("device") == device and not is_matrix_case(c)]
     other_items = "".join(f'<li>{_badge(c["verdict"])} <a href="{esc(_case_href(c))}">{esc(c.get("name") or c["id"])}'
                           f'</a> {_clauses_html(c)}</li>' for c in others)
