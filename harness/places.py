@@ -224,10 +224,15 @@ class Coordinator:
                 raise PlaceError(f"device {device!r}: {what}: the coordinator at {self.address} did not "
                                  f"answer within {CALL_TIMEOUT:g} s") from None
 
-    def _refresh(self, session) -> None:
+    def _refresh(self, session, device: str) -> None:
         """Bring the session's view of places and resources up to date."""
         with _LabgridLog():
-            self._run(session.sync_with_coordinator())
+            try:
+                current = self._run(session.sync_with_coordinator())
+            except asyncio.TimeoutError:
+                current = False
+        if not current:
+            raise PlaceError(f"device {device!r}: the labgrid coordinator at {self.address} stopped answering")
 
     # --- places --------------------------------------------------------------------------
     def _place(self, session, device: str, name: str):
@@ -314,10 +319,17 @@ class Coordinator:
                                       timeout=wait, delay=0.1, max_delay=0.5, backoff=1.5)
                 if not acquired:
                     raise self._still_taken(session, name, config.place, wait)
-                self._refresh(session)
+                self._refresh(session, name)
                 service = self._service(session, name, session.places[config.place], config, acquired=True)
-            except BaseException:
-                self._give_back(session, config.place, token, owner, acquired)
+            except BaseException as exc:
+                # Also when Ctrl-C came while AcquirePlace was on its way: ours if the place is
+                # both reserved for our token and acquired in our name.
+                acquired = acquired or self._ours(session, name, config.place, token, owner)
+                try:
+                    self._give_back(session, config.place, token, owner, acquired)
+                except PlaceError as also:
+                    if isinstance(exc, PlaceError):
+                        exc.args = (f"{exc}; and giving the place back failed: {also}",)
                 raise
             return Claim(device=name, place=config.place, coordinator=self.address, token=token,
                          owner=owner, service=service, waited_s=time.monotonic() - started,
@@ -350,10 +362,18 @@ class Coordinator:
                                  f"{self.address} within {CALL_TIMEOUT:g} s") from None
         return True
 
+    def _ours(self, session, device: str, place: str, token: str, owner: str) -> bool:
+        try:
+            self._refresh(session, device)
+        except Exception:  # noqa: BLE001 - unknown: leave it to the holder check
+            return False
+        current = session.places.get(place)
+        return current is not None and current.reservation == token and current.acquired == owner
+
     def _still_taken(self, session, device: str, place: str, wait: float) -> PlaceError:
         holder = ""
         try:
-            self._refresh(session)
+            self._refresh(session, device)
             current = session.places.get(place)
             if current is not None and current.acquired:
                 holder = f" (acquired by {current.acquired})"
