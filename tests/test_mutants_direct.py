@@ -387,9 +387,11 @@ def test_other_verbs_pass_through(seeded, name):
             break
     assert got == want
     eth2 = seeded.ifindex(ns, "eth2")
-    assert shim(ns, "add", AF_INET, eth2, "203.0.113.90", "02:00:5e:02:00:5a", agent=agent(name)) == {"status": SUCCESS}
+    assert shim(ns, "add", AF_INET, eth2, "203.0.113.90", "02:00:5e:02:00:5a", agent=agent(name)) == \
+        {"status": SUCCESS, "status_space": "ntstatus"}
     assert (AF_INET, eth2, "203.0.113.90") in kernel_table(ns)
-    assert shim(ns, "delete", AF_INET, eth2, "203.0.113.90", agent=agent(name)) == {"status": SUCCESS}
+    assert shim(ns, "delete", AF_INET, eth2, "203.0.113.90", agent=agent(name)) == \
+        {"status": SUCCESS, "status_space": "ntstatus", "results": [{"address": "203.0.113.90", "status": SUCCESS}]}
     assert (AF_INET, eth2, "203.0.113.90") not in kernel_table(ns)
     for bad in (("flush", "x", "0"), ("flush", "2"), ("bogus",)):
         proc = shim_run(ns, *bad, agent=agent(name))

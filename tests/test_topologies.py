@@ -153,7 +153,7 @@ class TopoLab:
         return self.inventory.device(name)
 
     def up(self) -> None:
-        self.lab.up()  # host sysctls: harness.lab.sysctls keeps them up while any lab is
+        self.lab.up()  # host sysctls go through the host's registry (harness/lab/sysctls.py)
 
     def neighcheck(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([str(NEIGHCHECK), *args, "--devices", str(self.path)], capture_output=True,
