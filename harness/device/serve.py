@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import select
+import socket
 import time
 from typing import Any
 
@@ -112,7 +113,14 @@ class ServeChannel:
             self._next_id += len(requests)
             replies: list[dict[str, Any] | AgentError] = []
             try:
-                channel.sendall("".join(f"@{rid} {line}\n" for rid, line in zip(ids, shown)).encode())
+                # Bounded too: an agent that stopped reading its stdin must not block the send.
+                channel.settimeout(timeout)
+                try:
+                    channel.sendall("".join(f"@{rid} {line}\n" for rid, line in zip(ids, shown)).encode())
+                except socket.timeout:
+                    raise _Ended(f"it took no request within {timeout:g} s") from None
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    raise _Ended(f"the channel closed: {exc}") from None
                 for rid, line in zip(ids, shown):
                     deadline = time.monotonic() + timeout
                     text = self._read_line(channel, deadline, timeout, line)

@@ -442,6 +442,17 @@ lower_hex() {
     done
 }
 
+# table_text -> _out: the links, then the neighbors (see TABLE_BATCH); only stdout is parsed:
+# a warning on stderr must not become an entry. busybox ip has no -batch (it prints its
+# usage): the same text then comes from two runs.
+table_text() {
+    _out=$(ip -o $IPFAM -batch - 2>/dev/null <<EOF
+$TABLE_BATCH
+EOF
+) && return
+    _links=$(ip -o link show) && _out=$(ip $IPFAM neigh show nud all) && _out=$_links$NL$_out
+}
+
 # A dump that races with table changes fails ("Dump was interrupted"): read again, bounded.
 verb_table() {
     need_args $# 1 table FAMILY
@@ -449,12 +460,7 @@ verb_table() {
     family_flag "$FAMILY" print_table_status || return 0
     _try=1
     while :; do
-        # only stdout is parsed: a warning on stderr must not become an entry. busybox ip has
-        # no -batch: there the same text comes from two runs (links first, then neighbors).
-        if _out=$(ip -o $IPFAM -batch - 2>/dev/null <<EOF
-$TABLE_BATCH
-EOF
-) || _out=$(ip -o link show && ip $IPFAM neigh show nud all); then
+        if table_text; then
             if [ ${#_out} -lt "$AWK_FROM" ] || [ -n "${NECK_SHIM_NO_AWK-}" ] ||
                     ! command -v awk >/dev/null 2>&1; then
                 table_from_batch_sh "$_out"
