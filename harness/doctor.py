@@ -1,13 +1,19 @@
-"""`neighcheck doctor`: is every device usable? One row per device, the reason when not."""
+"""`neighcheck doctor`: is every device usable? One row per device, the reason when not.
+
+A device with a labgrid place is looked up through the coordinator (its NetworkService gives
+the SSH address), never reserved or acquired: doctor only reads from devices."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.contract.clauses import STACK_NAME
+from harness.contract.status import describe
 from harness.device import become
 from harness.device.agent import make_agent
 from harness.device.dialect import dialect_for
+from harness.device.dut import find_interface
 from harness.errors import NeighcheckError
 from harness.inventory import Device, Inventory
 from harness.ssh import SshSession
@@ -37,13 +43,24 @@ def harness_link_up(name: str) -> bool | None:
     return bool(int(flags.read_text(), 16) & IFF_UP)
 
 
-def check_device(device: Device, inventory: Inventory) -> Check:
+def check_device(device: Device, inventory: Inventory, coordinator=None) -> Check:
     check = Check(device.name)
+    if device.labgrid is not None:
+        from harness.places import Coordinator, coordinator_address, resolve
+        coordinator = coordinator or Coordinator(coordinator_address(None))
+        try:
+            service = coordinator.lookup(device)
+            device = resolve(device, service)
+        except NeighcheckError as exc:
+            check.problem(str(exc))
+            return check
+        check.facts["labgrid"] = (f"place {device.labgrid.place}: {service.path} "
+                                  f"({device.ssh.login.user}@{device.ssh.host}:{device.ssh.port})")
     session = SshSession(device.name, device.ssh)
     try:
         session.connect()
         check.facts["ssh"] = "ok (host key verified, authenticated)"
-        check.facts["shell"] = dialect_for(device).name
+        check.facts["shell"] = dialect_for(device, session).name  # asked once per session
         if device.ssh.become:
             become.check(device, session)
             check.facts["become"] = f"{device.ssh.become} (passwordless for {device.ssh.login.user})"
@@ -63,16 +80,26 @@ def check_device(device: Device, inventory: Inventory) -> Check:
         for key, expected in device.capabilities.items():
             if key in stacks and stacks[key] != expected:
                 check.facts[f"note-{key}"] = f"inventory says {key}={expected}, device has {stacks[key]}"
-        interfaces = {i["name"]: i for i in agent.interfaces()}
-        check.facts["interfaces"] = " ".join(f"{n}={i['index']}" for n, i in interfaces.items())
+        interfaces = agent.interfaces()
+        check.facts["interfaces"] = " ".join(f"{i['name']}={i['index']}{_families(i)}" for i in interfaces)
+        if not any(isinstance(i.get("families"), list) for i in interfaces):
+            codes = ", ".join(f"{k} {describe(v, 'win32')}" for k, v in agent.interface_status.items()
+                              if isinstance(v, int) and not isinstance(v, bool))
+            check.facts["families"] = ("not reported per interface" + (f" (GetIpInterfaceTable: {codes})" if codes else "")
+                                       + "; the device's stacks are assumed on every interface")
         _userland(check, device, session, info)
         _seed_pools(check, device, stacks, interfaces)
         for link in device.links:
-            iface = interfaces.get(link.device_if)
+            iface = find_interface(device, interfaces, link.device_if)
             if iface is None:
                 check.problem(f"test link {link.device_if!r} does not exist on the device")
             elif iface.get("up") is False:
                 check.problem(f"test link {link.device_if!r} is down on the device")
+            elif isinstance(iface.get("families"), list):
+                off = [f for f in STACK_NAME if stacks.get(f) and f not in iface["families"]]
+                if off:  # the device has the stack, this interface does not: no seeds there
+                    check.facts[f"note-{link.device_if}"] = (f"{' and '.join(off)} off on this test link "
+                                                            "(the device's stacks have it)")
             up = harness_link_up(link.harness_if)
             if up is None:
                 check.problem(f"harness interface {link.harness_if!r} does not exist on this host")
@@ -104,7 +131,7 @@ NO_IP = "ip is missing on the device: the Linux agent needs iproute2's or busybo
 
 
 def _userland(check: Check, device: Device, session: SshSession, info: dict) -> None:
-    if dialect_for(device).name != "posix":
+    if dialect_for(device, session).windows:
         return
     result = session.run("command -v flock >/dev/null 2>&1 && echo flock || echo none", timeout=10)
     said = result.stdout.decode(errors="replace").split()  # a login banner may come first
@@ -119,10 +146,10 @@ def _userland(check: Check, device: Device, session: SshSession, info: dict) -> 
         check.facts["userland"] = IP_FLAVOURS[flavour]
 
 
-def _seed_pools(check: Check, device: Device, stacks: dict, interfaces: dict) -> None:
+def _seed_pools(check: Check, device: Device, stacks: dict, interfaces: list[dict]) -> None:
     """Per test link: where its seeds and static entries come from, and how many it holds."""
     for slot, link in enumerate(device.links):
-        mac = str((interfaces.get(link.device_if) or {}).get("mac") or "00:00:00:00:00:00")
+        mac = str((find_interface(device, interfaces, link.device_if) or {}).get("mac") or "00:00:00:00:00:00")
         target = link_target(link, mac, ipv4=stacks.get("ipv4", True), ipv6=stacks.get("ipv6", True),
                              device=device.name)
         try:
@@ -131,6 +158,12 @@ def _seed_pools(check: Check, device: Device, stacks: dict, interfaces: dict) ->
             check.problem(str(exc))
             continue
         check.facts[f"seeds {link.device_if}"] = "; ".join(p.describe() for p in pools.values()) or "none"
+
+
+def _families(iface: dict) -> str:
+    """ `[ipv4 ipv6]`: the interface's own families, when the agent reports them."""
+    families = iface.get("families")
+    return f" [{' '.join(families) or 'none'}]" if isinstance(families, list) else ""
 
 
 def check_raw_sockets(device: Device, check: Check) -> None:
@@ -148,8 +181,13 @@ def check_raw_sockets(device: Device, check: Check) -> None:
         check.facts["raw-socket"] = f"ok on {' '.join(usable)} (CAP_NET_RAW: seeding and the responder)"
 
 
-def doctor(inventory: Inventory, names: list[str] | None = None) -> int:
-    checks = [check_device(d, inventory) for d in inventory.select(names)]
+def doctor(inventory: Inventory, names: list[str] | None = None, coordinator: str | None = None) -> int:
+    selected = inventory.select(names)
+    places = None
+    if any(d.labgrid is not None for d in selected):
+        from harness.places import Coordinator, coordinator_address
+        places = Coordinator(coordinator_address(coordinator))
+    checks = [check_device(d, inventory, places) for d in selected]
     for check in checks:
         print(f"{check.device}: {'OK' if check.ok else 'UNUSABLE'}")
         for key, value in check.facts.items():

@@ -1,7 +1,7 @@
 """Seeding benchmark (a script, not a test): `python tests/bench_seeding.py [--runs N]`.
 
-Needs root. Builds the same namespace lab as tests/test_seeding_lab.py (prefix nckB), then for
-each size seeds the device from an empty table and prints medians over the runs:
+Needs root. Builds the seeding lab of tests/support/seedlab.py (prefix nckB), then for each
+size seeds the device from an empty table and prints medians over the runs:
 - send: Seeder.send() wall time, frame building included (end to end), with the default
   workers and with one worker;
 - verify: verify_present() reading the table with `ip -j neigh` in the namespace;
@@ -15,39 +15,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from test_seeding_lab import (  # noqa: E402
-    SeedLab,
-    backlog_room,
-    neigh_gc_room,
-    run,
-    parsed,
-    seed_lab,
-)
-
-from harness.traffic.responder import Responder  # noqa: E402
 from harness.contract.clauses import AF_INET6  # noqa: E402
-from harness.traffic.seeding import (  # noqa: E402
-    Seeder,
-    address_plan,
-    missing_seeds,
-    verify_present,
-)
+from harness.traffic.responder import Responder  # noqa: E402
+from harness.traffic.seeding import Seeder, address_plan, missing_seeds, verify_present  # noqa: E402
+from tests.support.netns import ip_json  # noqa: E402
+from tests.support.seedlab import SeedLab, backlog_room, neigh_gc_room, parsed, seed_lab  # noqa: E402
+from tests.support.waits import wait_for  # noqa: E402
 
 
 def link_drops(lab: SeedLab) -> int:
     total = 0
-    for prefix, name in ((["ip"], lab.harness_if), (["ip", "-n", lab.netns], lab.device_if)):
-        stats = json.loads(run(*prefix, "-s", "-j", "link", "show", name).stdout)[0]["stats64"]
+    for ns, name in ((None, lab.harness_if), (lab.netns, lab.device_if)):
+        stats = ip_json(ns, "-s", "link", "show", name)[0]["stats64"]
         total += stats["rx"]["dropped"] + stats["tx"]["dropped"]
     return total
 
@@ -58,13 +44,10 @@ def backlog_drops() -> int:
 
 
 def empty_table(lab: SeedLab, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    lab.flush()
-    while lab.neighbors():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the device table did not empty")
+    def emptied() -> bool:
         lab.flush()
-        time.sleep(0.05)
+        return not lab.neighbors()
+    wait_for(emptied, timeout, "the device table to empty")
 
 
 def bench_size(lab: SeedLab, seeders: dict[str, Seeder], per_family: int, runs: int) -> dict:
@@ -118,11 +101,6 @@ def main() -> None:
                         help="IPv6 seeds for the probe-burst run (0 skips it)")
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    import harness.traffic.packets
-    harness.traffic.packets._templates()
-    print(f"cold start (scapy layers + templates): {time.perf_counter() - started:.2f} s")
-
     with seed_lab(tag="b") as lab, neigh_gc_room(max(args.sizes + [args.responder_size])), \
             Seeder([lab.harness_if]) as default, Seeder([lab.harness_if], workers=1) as single:
         seeders = {"default": default, "single": single}
@@ -138,7 +116,7 @@ def main() -> None:
                   f"{r['verify_s']:>9.3f} {n / r['verify_s']:>9.0f} {r['verify_polls']:>5.0f} "
                   f"{r['drops_max']:>5}")
         print(f"medians over {args.runs} runs; send = Seeder.send() with frame building "
-              f"(default workers: {default._workers}); verify = verify_present() via "
+              f"(default workers: {default.workers}); verify = verify_present() via "
               f"`ip -j neigh`; drops = frames lost on the veth or backlog, worst run")
         if args.responder_size:
             for label, room in (("host backlog", contextlib.nullcontext()),
@@ -156,5 +134,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except subprocess.CalledProcessError as exc:
-        sys.exit(f"bench failed: {' '.join(exc.cmd)}: {exc.stderr.strip()}")
+    except AssertionError as exc:  # a lab command failed or a wait timed out: say which
+        sys.exit(f"bench failed: {exc}")

@@ -18,7 +18,7 @@ from harness.device.lock import DeviceLock
 from harness.errors import DeviceError, UsageError
 from harness.inventory import load_inventory
 from harness.ssh import CommandResult
-from tests.test_inventory import GOOD, edit, lab_edit, write_fixture_files
+from tests.support.inventories import GOOD, edit, lab_edit, write_fixture_files
 
 SUDO_DUT = edit(GOOD, ('user = "root"', 'user = "ops"\nbecome = "sudo"'))
 

@@ -15,7 +15,10 @@ import subprocess
 
 import pytest
 
-from harness.bench import OwnLab, Settings, Target, paired_ratio, rotate, run_bench, summarize
+from harness.bench import run_bench
+from harness.bench.ownlab import OwnLab
+from harness.bench.settings import Settings
+from harness.bench.stats import Target, paired_ratio, rotate, summarize
 from harness.cli import main as cli_main
 
 
@@ -52,7 +55,7 @@ def test_bench_with_a_missing_inventory_is_a_usage_error(tmp_path, capsys):
 # --- a tiny run against a lab of its own -------------------------------------------------------
 SMOKE_LAB = OwnLab(first=5, count=1)
 TINY = dataclasses.replace(Settings.quick_mode(), rtt_rounds=3, rtt_warmup=1, seed_sizes=(64,),
-                           sendp_sample=10, growth_sizes=(64,))
+                           sendp_sample=10, growth_sizes=(64,), verb_rounds=5)
 
 
 @pytest.mark.lab
@@ -73,6 +76,16 @@ def test_quick_bench_measures_every_part_and_leaves_nothing_behind(tmp_path):
                 > rtt[label]["paramiko + TCP_NODELAY (floor)"]["seconds"]["median"])
     assert data["rtt"]["table_reply_bytes"]["median"] > 20
 
+    # 1b. agent verbs: serve answered every round from one process, the table read was topped
+    # up to its size, and a verb through serve costs less than a process started for it.
+    [verbs] = data["verbs"]["devices"].values()
+    assert (verbs["serve_processes"], verbs["table_entries"]) == (1, 20)
+    for verb in ("ping", "table"):
+        rows = verbs["verbs"][verb]
+        assert set(rows) == {"serve (resident agent)", "per call (harness)", "per call via OpenSSH ControlMaster"}
+        assert all(r["seconds"]["n"] == TINY.verb_rounds for r in rows.values())
+        assert rows["per call (harness)"]["vs_serve"]["median"] > 1, verb
+
     # 2. seeding: every contender's entries were seen in the device table.
     rows = data["seeding"]["sizes"]["64"]
     assert set(rows) == {"harness Seeder", "raw AF_PACKET, prebuilt (floor)", "scapy L2 socket, reused",
@@ -86,9 +99,14 @@ def test_quick_bench_measures_every_part_and_leaves_nothing_behind(tmp_path):
     # 3 and 5. suite runs passed, and their breakdown adds up to no more than the wall time.
     suite = data["suite"]["devices"][SMOKE_LAB.names()[0]]
     assert suite["failed_runs"] == [] and suite["cases"] > 10
+    modes = data["suite"]["agent_modes"]
+    assert (modes["serve"]["agent_modes"], modes["per-call"]["agent_modes"]) == (["serve"], ["per-call"])
+    assert modes["per-call"]["failed_runs"] == [] and modes["per_call_vs_serve"]["n"] == TINY.suite_rounds
+    assert modes["serve"]["flush_device_s"]["n"] > 5 and modes["serve"]["flush_device_s"]["median"] > 0
     phases = sum(p["median"] for p in suite["phases_s"].values())
     assert 0 < phases <= suite["case_total_s"]["median"] <= suite["wall_s"]["median"]
     assert data["growth"]["sizes"]["64"]["case_s"]["median"] > 0
+    assert 0 < data["growth"]["sizes"]["64"]["flush_device_s"]["median"] < data["growth"]["sizes"]["64"]["case_s"]["median"]
     assert data["skipped"] == {"scaling": "--quick"}
 
     # Targets: judged where measured; the exit code says whether one is short.
@@ -100,7 +118,7 @@ def test_quick_bench_measures_every_part_and_leaves_nothing_behind(tmp_path):
     # Files: the Markdown table (also printed) and real PNG charts.
     table = (out / "bench.md").read_text()
     assert "| target | measured | limit | verdict |" in table and table in "\n".join(lines) + "\n"
-    for chart in ("rtt.png", "seeding.png", "suite.png", "growth.png"):
+    for chart in ("rtt.png", "verbs.png", "seeding.png", "suite.png", "growth.png"):
         assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
     assert data["load_start"]["cpus"] and "load average" in data["load_start"]["uptime"]
 

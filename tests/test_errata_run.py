@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import DEFAULT_INVENTORY, REPO
+from tests.support import DEFAULT_INVENTORY, REPO
 
 pytestmark = pytest.mark.lab
 

@@ -14,329 +14,28 @@ right after the seeding frames left, SIGINT to the `neighcheck run` process.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from harness.inventory import load_inventory
-from harness.hostlock import host_lock
-from harness.lab.netns import HOST_SYSCTLS, Lab, _sysctl_path
+from harness.lab.private import LabDevice, LabLink
+from tests.support import PYTHON, REPO, needs_root
+from tests.support.runlab import LOGGING_AGENT, RunLab, RunResult, calls, run_lab
+from tests.support.waits import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
-NEIGHCHECK = REPO / ".venv" / "bin" / "neighcheck"
-PYTHON = REPO / ".venv" / "bin" / "python"
-SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
-
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckF-lab"),
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
-
-# What the harness plants (harness/seeding.py, conformance/test_flush.py): seeds from
-# 198.19.0.0/16 and with the 5eSS interface-identifier mark, and two static entries.
-SEED_V4 = ipaddress.ip_network("198.19.0.0/16")
-STATIC = {ipaddress.ip_address("198.51.100.200"), ipaddress.ip_address("2001:db8:ffff::200")}
-
-
-# --- a private lab ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabLink:
-    device_if: str
-    harness_if: str
-    net: int  # the link's IPv4 /24 is 198.18.<net>.0/24
-    v6: str | None = None  # the link's IPv6 /64 prefix, e.g. "2001:db8:f1::"
-
-
-@dataclass(frozen=True)
-class LabDevice:
-    name: str
-    mgmt_if: str
-    mgmt_net: int  # 198.18.<mgmt_net>.0/24
-    links: tuple[LabLink, ...]
-    ipv6: bool = True
-
-    @property
-    def netns(self) -> str:
-        return f"nck-{self.name}"
-
-    @property
-    def host(self) -> str:
-        return f"198.18.{self.mgmt_net}.2"
-
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckF-lab"), needs_root]
 
 FAULT_DEVICES = (
     LabDevice("F-linux-a", "nckF-a-m", 240, (LabLink("eth1", "nckF-a-t1", 241, "2001:db8:f1::"),
                                              LabLink("eth2", "nckF-a-t2", 242, "2001:db8:f2::"))),
     LabDevice("F-linux-b", "nckF-b-m", 243, (LabLink("eth1", "nckF-b-t1", 244),), ipv6=False),
 )
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value)  # strings and lists of strings: JSON's form is valid TOML
-
-
-def _table(header: str, values: dict) -> list[str]:
-    return [header] + [f"{key} = {_toml(value)}" for key, value in values.items()]
-
-
-@dataclass
-class RunResult:
-    exit: int
-    output: str
-    seconds: float
-    run_dir: Path | None
-    results: dict | None = None
-    jsonl: list[dict] = field(default_factory=list)
-
-    def cases(self, device: str | None = None) -> list[dict]:
-        cases = self.results["cases"] if self.results else self.jsonl
-        return [c for c in cases if device is None or c["device"] == device]
-
-    def verdicts(self, device: str | None = None) -> dict[str, str]:
-        return {c["name"]: c["verdict"] for c in self.cases(device)}
-
-    def device_info(self, name: str) -> dict:
-        return next(d for d in self.results["devices"] if d["name"] == name)
-
-
-class PrivateLab:
-    """A lab of our own: its inventory (and variants of it), runs against it, its devices'
-    tables as the kernel shows them, and a repair between faults."""
-
-    def __init__(self, root: Path, devices: tuple[LabDevice, ...]):
-        self.root = root
-        self.state = root / "state"
-        self.devices = {d.name: d for d in devices}
-        self.path = self.inventory("devices.toml")
-        self.lab = Lab(load_inventory(self.path))
-        self._runs = 0
-
-    # inventories --------------------------------------------------------------------------
-    def inventory(self, filename: str, *, lab: bool = True, only: tuple[str, ...] | None = None,
-                  ssh: dict[str, dict] | None = None, unprivileged: dict[str, dict | None] | None = None,
-                  agent: dict[str, list[str]] | None = None) -> Path:
-        """An inventory of (some of) the devices; per-device overrides of [device.ssh] and
-        [device.unprivileged] (None drops it), a vendor agent command; lab=False describes
-        the same devices as a real lab would (no [device.lab]: nothing is built or removed)."""
-        lines = _table("[lab]", {"state_dir": str(self.state)})
-        for device in self.devices.values():
-            if only is not None and device.name not in only:
-                continue
-            ssh_table = {"host": device.host, "user": "root", "key_file": f"{self.state}/id_ed25519",
-                         "known_hosts": f"{self.state}/known_hosts", "connect_timeout": 2.0,
-                         "command_timeout": 5.0, **(ssh or {}).get(device.name, {})}
-            lines += ["", "[[device]]", f"name = {_toml(device.name)}", 'os = "linux"']
-            lines += _table("[device.ssh]", {k: v for k, v in ssh_table.items() if v is not None})
-            unpriv = {"user": "nckuser", "key_file": f"{self.state}/id_ed25519"}
-            unpriv = (unprivileged or {}).get(device.name, unpriv)
-            if unpriv is not None:
-                lines += _table("[device.unprivileged]", unpriv)
-            if not device.ipv6:
-                lines += _table("[device.capabilities]", {"ipv6": False})
-            if agent and device.name in agent:
-                lines += _table("[device.agent]", {"command": agent[device.name]})
-            if lab:
-                lines += _table("[device.lab]", {"mgmt_harness_if": device.mgmt_if,
-                                                 "mgmt_harness_addr": f"198.18.{device.mgmt_net}.1/24",
-                                                 "ipv6": device.ipv6})
-            for link in device.links:
-                values = {"device_if": link.device_if, "harness_if": link.harness_if,
-                          "device_v4": f"198.18.{link.net}.2/24", "harness_v4": f"198.18.{link.net}.1/24"}
-                if link.v6:
-                    values.update(device_v6=f"{link.v6}2/64", harness_v6=f"{link.v6}1/64")
-                lines += _table("[[device.link]]", values)
-        path = self.root / filename
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
-    def agent_script(self, name: str, body: str) -> Path:
-        """A vendor agent (POSIX sh) that wraps the reference shim; the lab shares our files."""
-        path = self.root / name
-        path.write_text(body.replace("@SHIM@", str(SHIM)))
-        return path
-
-    # the lab ---------------------------------------------------------------------------------
-    def up(self) -> None:
-        recorded = set(self.lab._load_state()["sysctls"])
-        before = {name: int(_sysctl_path(name).read_text()) for name in HOST_SYSCTLS}
-        self.lab.up()
-        # `lab down` writes back what `lab up` first read. A sysctl that was already raised (by
-        # another lab that is up) is not ours to restore: forget it, so that our down never
-        # undoes that lab's own restore later. (Reported: Lab should record only what it changed.)
-        with self.lab._locked():
-            state = self.lab._load_state()
-            for name, value in before.items():
-                if name not in recorded and value >= HOST_SYSCTLS[name]:
-                    state["sysctls"].pop(name, None)
-            self.lab._save_state(state)
-
-    def down(self) -> None:
-        for device in self.devices.values():
-            self.undo_faults(device.name)
-        self.lab.down()
-
-    def undo_faults(self, name: str) -> None:
-        """Remove what fault injection may have left: nftables tables, links set down."""
-        device = self.devices[name]
-        subprocess.run(["ip", "netns", "exec", device.netns, "nft", "flush", "ruleset"],
-                       capture_output=True, timeout=10)
-        for link in device.links:
-            subprocess.run(["ip", "link", "set", link.harness_if, "up"], capture_output=True, timeout=10)
-
-    def repair(self) -> None:
-        """Back to a working lab with empty tables (after a fault left a device dark or dirty)."""
-        for name in self.devices:
-            self.undo_faults(name)
-        if not self.lab.is_up():
-            self.up()
-        for device in self.devices.values():
-            self.forget_planted(device.name)
-        wait_for(lambda: all(carrier(link.harness_if) for d in self.devices.values() for link in d.links),
-                 5, "test links have carrier again")
-
-    def device(self, name: str):
-        return self.lab.inventory.device(name)
-
-    # the devices' tables -------------------------------------------------------------------
-    def table(self, name: str) -> list[dict]:
-        out = subprocess.run(["ip", "netns", "exec", self.devices[name].netns, "ip", "-j", "neigh"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        return json.loads(out or "[]")
-
-    def planted_left(self, name: str) -> list[str]:
-        """Addresses in the device's table (as its kernel shows it) that the harness plants."""
-        return sorted(e["dst"] for e in self.table(name) if is_planted(e["dst"]))
-
-    def forget_planted(self, name: str) -> None:
-        ns = self.devices[name].netns
-        for entry in self.table(name):
-            if is_planted(entry["dst"]):
-                subprocess.run(["ip", "netns", "exec", ns, "ip", "neigh", "del", entry["dst"], "dev",
-                                entry["dev"]], capture_output=True, timeout=10)
-
-    def busy(self, name: str) -> bool:
-        """Something other than sshd runs in the device (an agent call, say)."""
-        pids = subprocess.run(["ip", "netns", "pids", self.devices[name].netns], capture_output=True,
-                              text=True, timeout=10).stdout.split()
-        comms = []
-        for pid in pids:
-            try:
-                comms.append(Path(f"/proc/{pid}/comm").read_text().strip())
-            except OSError:
-                pass  # ended meanwhile
-        return any(comm != "sshd" for comm in comms)
-
-    def status_ok(self) -> bool:
-        proc = subprocess.run([str(NEIGHCHECK), "lab", "status", "--devices", str(self.path)],
-                              capture_output=True, text=True, timeout=30)
-        return proc.returncode == 0
-
-    # runs ------------------------------------------------------------------------------------
-    def _argv(self, inventory: Path | None, args: tuple[str, ...]) -> tuple[list[str], Path]:
-        self._runs += 1
-        out = self.root / f"reports-{self._runs}"
-        return [str(NEIGHCHECK), "run", "--devices", str(inventory or self.path), "--out", str(out),
-                *args], out
-
-    def start(self, inventory: Path | None = None, *args: str, env: dict | None = None,
-              argv_prefix: list[str] | None = None) -> "Started":
-        argv, out = self._argv(inventory, args)
-        if argv_prefix:
-            argv = [*argv_prefix, *argv[1:]]  # the same arguments through another launcher
-        log = (self.root / f"run-{self._runs}.log").open("w+")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-        return Started(proc, out, log, time.monotonic())
-
-    def run(self, inventory: Path | None = None, *args: str, timeout: float = 120,
-            env: dict | None = None, argv_prefix: list[str] | None = None) -> RunResult:
-        return self.start(inventory, *args, env=env, argv_prefix=argv_prefix).wait(timeout)
-
-
-@dataclass
-class Started:
-    """A `neighcheck run` in progress (its own session: Ctrl-C can go to its process group)."""
-
-    proc: subprocess.Popen
-    out: Path
-    log: object
-    t0: float
-
-    def finished_cases(self) -> list[dict]:
-        return [json.loads(line) for path in self.out.glob("*/results.jsonl") if not path.parent.is_symlink()
-                for line in path.read_text().splitlines() if line.endswith("}")]
-
-    def wait_for_cases(self, count: int, timeout: float = 60, device: str | None = None) -> None:
-        wait_for(lambda: self.proc.poll() is not None or
-                 len([c for c in self.finished_cases() if device in (None, c["device"])]) >= count,
-                 timeout, f"{count} finished cases")
-        assert self.proc.poll() is None, f"the run ended before {count} cases: {self.output()}"
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def wait(self, timeout: float) -> RunResult:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            pytest.fail(f"the run did not end within {timeout} s (a hang): {self.output()[-3000:]}")
-        seconds = time.monotonic() - self.t0
-        dirs = [p for p in self.out.glob("*") if p.is_dir() and not p.is_symlink()]
-        run_dir = dirs[0] if len(dirs) == 1 else None
-        result = RunResult(self.proc.returncode, self.output(), seconds, run_dir)
-        if run_dir is not None:
-            if (run_dir / "results.json").exists():
-                result.results = json.loads((run_dir / "results.json").read_text())
-            result.jsonl = self.finished_cases()
-        self.log.close()
-        return result
-
-    def group_alive(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def is_planted(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if ip in STATIC:
-        return True
-    if ip.version == 4:
-        return ip in SEED_V4
-    return (int(ip) >> 56) & 0xFF == 0x5E  # interface identifier 5eSS:... (seeding.py)
-
-
-def carrier(ifname: str) -> bool:
-    try:
-        return Path(f"/sys/class/net/{ifname}/carrier").read_text().strip() == "1"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 needs_nft = pytest.mark.skipif(shutil.which("nft") is None,
@@ -363,31 +62,9 @@ def nft_counter(netns: str, table: str) -> int:
                for item in rule["rule"]["expr"] if "counter" in item)
 
 
-@contextmanager
-def lab_of_our_own(devices: tuple[LabDevice, ...], wait: float = 600):
-    """Build the lab, yield it, take it down. Its names are fixed (so that they say whose they
-    are), so two test sessions at once (two `make test`) take turns through a host-wide lock
-    instead of tearing down each other's devices."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, veth, sshd)")
-    with host_lock(Path(f"/run/lock/nckF-lab-{devices[0].name}.lock"), wait,
-                   f"another test session kept the nckF lab {devices[0].name} for {wait:g} s"):
-        # Not under pytest's tmp_path: its 0700 parent would keep the lab's unprivileged
-        # account from reading the authorized_keys file there.
-        root = Path(tempfile.mkdtemp(prefix="nckF-"))
-        root.chmod(0o755)
-        lab = PrivateLab(root, devices)
-        try:
-            lab.up()
-            yield lab
-        finally:
-            lab.down()
-            shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def private_lab():
-    with lab_of_our_own(FAULT_DEVICES) as lab:
+    with run_lab(FAULT_DEVICES) as lab:
         yield lab
 
 
@@ -571,7 +248,7 @@ def test_a_test_link_cut_during_seeding_ends_that_case_as_an_error_naming_the_sh
 @needs_nft
 def test_loss_during_seeding_is_repaired_by_bounded_resends_or_ends_as_a_shortfall_error(flab):
     a = "F-linux-a"
-    ns = flab.devices[a].netns
+    ns = flab.netns(a)
     # 20% of the frames reaching the device on eth1 are dropped (seeding frames and the
     # responder's answers): what tc netem would do on the link, which this kernel lacks.
     nft(ns, drop_rule("eth1", "numgen random mod 100 < 20 counter drop"))
@@ -599,7 +276,7 @@ def test_loss_during_seeding_is_repaired_by_bounded_resends_or_ends_as_a_shortfa
 @needs_nft
 def test_total_loss_on_a_link_ends_the_case_as_an_error_within_the_verify_bound(flab):
     a = "F-linux-a"
-    ns = flab.devices[a].netns
+    ns = flab.netns(a)
     nft(ns, drop_rule("eth2", "counter drop"))
     inventory = flab.inventory("loss.toml", only=(a,))
 
@@ -617,7 +294,7 @@ def test_total_loss_on_a_link_ends_the_case_as_an_error_within_the_verify_bound(
 
 
 # --- 3. Ctrl-C --------------------------------------------------------------------------------
-def lock_is_free(flab: PrivateLab, name: str) -> bool:
+def lock_is_free(flab: RunLab, name: str) -> bool:
     """The device's run lock can be taken at once (nobody holds it, nothing stale)."""
     from harness.device.dialect import PosixDialect
     from harness.device.lock import DeviceLock
@@ -705,24 +382,12 @@ def test_a_second_ctrl_c_during_a_slow_cleanup_exits_at_once_and_says_what_was_l
 
 
 # --- 4. two runs, one device ------------------------------------------------------------------
-LOGGING_AGENT = """#!/bin/sh
-# A vendor agent that logs each call (the run's tag and the verb) before the reference shim runs it.
-log=$1; tag=$2; shift 2
-echo "$tag $1" >> "$log"
-exec sh @SHIM@ "$@"
-"""
-
-
-def two_tagged_inventories(flab: PrivateLab, log: Path) -> tuple[Path, Path]:
+def two_tagged_inventories(flab: RunLab, log: Path) -> tuple[Path, Path]:
     agent = flab.agent_script("logging_agent.sh", LOGGING_AGENT)
     log.unlink(missing_ok=True)
     return tuple(flab.inventory(f"{tag}.toml", only=("F-linux-a",),
                                 agent={"F-linux-a": ["sh", str(agent), str(log), tag]})
                  for tag in ("first", "second"))
-
-
-def calls(log: Path) -> list[str]:
-    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def test_a_second_run_waits_for_the_device_and_their_cases_never_interleave(flab):

@@ -4,46 +4,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from harness.inventory import load_inventory
-from harness.lab.netns import Lab, lab_sysctls, _sysctl_path
+from harness.lab.netns import lab_sysctls
+from harness.lab.sysctls import sysctl_path
+from harness.lab.private import LabDevice, LabLink, PrivateLab
+from tests.support import NEIGHCHECK, needs_root
+from tests.support.netns import namespaces
+from tests.support.waits import wait_for
 
-pytestmark = [pytest.mark.lab,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
+pytestmark = [pytest.mark.lab, needs_root]
 
-INVENTORY = """
-[lab]
-state_dir = "{state}"
-
-[[device]]
-name = "labtest"
-os = "linux"
-[device.ssh]
-host = "198.18.210.2"
-user = "root"
-key_file = "{state}/id_ed25519"
-known_hosts = "{state}/known_hosts"
-[device.lab]
-mgmt_harness_if = "nck-lt-m"
-mgmt_harness_addr = "198.18.210.1/24"
-ipv6 = false
-[[device.link]]
-device_if = "eth1"
-harness_if = "nck-lt-t1"
-device_v4 = "198.18.211.2/24"
-harness_v4 = "198.18.211.1/24"
-"""
+LABTEST = LabDevice("labtest", "nck-lt-m", 210, (LabLink("eth1", "nck-lt-t1", 211),), ipv6=False)
 LINKS = ("nck-lt-m", "nck-lt-t1")
 NETNS = "nck-labtest"
-
-
-def namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 def sshd_pids_for(state: Path) -> list[int]:
@@ -60,17 +36,14 @@ def sshd_pids_for(state: Path) -> list[int]:
 
 
 def sysctls() -> dict[str, str]:
-    return {name: _sysctl_path(name).read_text().strip() for name in lab_sysctls()}
+    return {name: sysctl_path(name).read_text().strip() for name in lab_sysctls()}
 
 
 @pytest.fixture
 def lab(tmp_path):
-    state = tmp_path / "state"
-    inv_path = tmp_path / "devices.toml"
-    inv_path.write_text(INVENTORY.format(state=state))
-    lab = Lab(load_inventory(inv_path))
-    yield lab, state
-    lab.down()  # whatever the test did
+    private = PrivateLab(tmp_path, (LABTEST,))  # its inventory: tmp_path/devices.toml
+    yield private.lab, private.state
+    private.lab.down()  # whatever the test did
 
 
 def test_up_status_down_leaves_nothing_behind(lab):
@@ -118,17 +91,14 @@ def test_up_repairs_a_device_whose_sshd_died(lab):
     lab.up()
     for pid in sshd_pids_for(state):
         os.kill(pid, 9)
-    deadline = time.monotonic() + 3  # SIGKILL is delivered asynchronously
-    while lab.status()[0].up and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert lab.status()[0].up is False
+    wait_for(lambda: not lab.status()[0].up, 3, "the lab to see its sshd gone")  # SIGKILL is asynchronous
     assert lab.up() == ["labtest"]
     assert lab.status()[0].up is True
 
 
 def test_cli_lab_status_exit_codes(lab, tmp_path):
     lab_obj, state = lab
-    cli = [str(Path(__file__).resolve().parent.parent / ".venv/bin/neighcheck")]
+    cli = [str(NEIGHCHECK)]
     inv = str(tmp_path / "devices.toml")
     down = subprocess.run(cli + ["lab", "status", "--devices", inv], capture_output=True, text=True)
     assert down.returncode == 3 and "DOWN" in down.stdout

@@ -3,10 +3,9 @@
 The shim runs inside our own network namespaces (prefix nckA) exactly as the harness runs it
 on a device: `sh -c '<shim text>' neighcheck-agent VERB ARGS...`. The tables are filled
 directly with `ip neigh replace` (no traffic), and every verdict is taken against the kernel
-as `ip -j` reports it, an oracle that shares no code with the shim's own parsing.
-
-The lab helpers here (ShimLab, kernel_table, the flush judgement) are also used by
-tests/test_mutants_direct.py.
+as `ip -j` reports it, an oracle that shares no code with the shim's own parsing. The lab, the
+oracle and the shim runner are in tests/support/shimlab.py (shared with
+tests/test_mutants_direct.py); the fixtures shim_lab and seeded in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -27,215 +26,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SHIM
+from tests.support.netns import TIMEOUT, ip_json, links_by_name, run
+from tests.support.shimlab import (ACCESS_DENIED, AF_INET, AF_INET6, AF_UNSPEC, INVALID_PARAMETER, IP, NOBODY, changes, env_with,
+                                   KEPT_BY_FLUSH, NOT_FOUND, NOT_SUPPORTED, SUCCESS, UNSUCCESSFUL, Key,
+                                   Row, Seed, ShimLab, assert_flush_effect, assert_unchanged,
+                                   flush_removes, kernel_table, shim, shim_argv, shim_run, standard_seeds)
+
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[1]
-SHIM = REPO / "harness" / "device" / "agents" / "linux_shim.sh"
-SHIM_TEXT = SHIM.read_text()
-
-SUCCESS = 0
-UNSUCCESSFUL = 0xC0000001
-INVALID_PARAMETER = 0xC000000D
-ACCESS_DENIED = 0xC0000022
-NOT_SUPPORTED = 0xC00000BB
-NOT_FOUND = 0xC0000225
-
-AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
-KEPT_BY_FLUSH = frozenset({"permanent", "noarp"})  # the shim's documented OBS-PERMANENT choice
-KERNEL_STATES = ("INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP", "PERMANENT")
-IP = shutil.which("ip") or "/usr/sbin/ip"  # absolute: some tests put a test double first on PATH
-DASH = shutil.which("dash") or "/bin/sh"
 BUSYBOX_SH = (shutil.which("busybox") or "busybox", "sh")
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-TIMEOUT = 30.0
 
 
-def run(*argv: str, timeout: float = TIMEOUT, check: bool = True, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(argv[:8])}` exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc
-
-
-# --------------------------------------------------------------------------- the lab
-
-@dataclass(frozen=True)
-class Seed:
-    """One entry the tests put in a device table."""
-
-    link: str
-    address: str
-    lladdr: str | None
-    state: str
-    router: bool = False
-
-    @property
-    def family(self) -> int:
-        return AF_INET6 if ":" in self.address else AF_INET
-
-
-def standard_seeds() -> list[Seed]:
-    """Per test link and family: stale, reachable, permanent and noarp entries."""
-    seeds = []
-    for n, (link, v4, v6) in enumerate((("eth1", "198.51.100", "2001:db8:1:"),
-                                        ("eth2", "203.0.113", "2001:db8:2:")), start=1):
-        for host, state in ((10, "stale"), (11, "reachable"), (12, "permanent"), (13, "noarp")):
-            mac = f"02:00:5e:{n:02x}:00:{host:02x}"
-            seeds.append(Seed(link, f"{v4}.{host}", mac, state))
-            seeds.append(Seed(link, f"{v6}:{host:x}", f"02:00:5e:{n:02x}:06:{host:02x}", state,
-                              router=(state == "stale")))
-    return seeds
-
-
-class ShimLab:
-    """Three namespaces: `dev` (eth1, eth2; IPv4 and IPv6), `nov6` (eth1; IPv6 disabled) and
-    `peer`, which holds the other ends of the veths with IPv6 disabled (no NDP/MLD noise)."""
-
-    def __init__(self, tag: str):
-        self.dev, self.nov6, self.peer = f"nckA{tag}d", f"nckA{tag}n", f"nckA{tag}p"
-        self.peer_links = {(self.dev, "eth1"): f"nckA{tag}a", (self.dev, "eth2"): f"nckA{tag}b",
-                           (self.nov6, "eth1"): f"nckA{tag}c"}
-        self.namespaces = (self.peer, self.dev, self.nov6)
-
-    def up(self) -> None:
-        self.down()  # a crashed run with the same tag may have left these behind
-        try:
-            for ns in self.namespaces:
-                run("ip", "netns", "add", ns)
-            for ns in (self.peer, self.nov6):
-                run("ip", "netns", "exec", ns, "sh", "-c",
-                    "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
-                    "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")
-            for (ns, dev_if), peer_if in self.peer_links.items():
-                run("ip", "link", "add", peer_if, "netns", self.peer, "type", "veth",
-                    "peer", "name", dev_if, "netns", ns)
-                run("ip", "-n", self.peer, "link", "set", peer_if, "up")
-                run("ip", "-n", ns, "link", "set", dev_if, "up")
-            run("ip", "-n", self.dev, "addr", "add", "198.51.100.1/24", "dev", "eth1")
-            run("ip", "-n", self.dev, "addr", "add", "203.0.113.1/24", "dev", "eth2")
-            run("ip", "-n", self.dev, "addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad")
-            run("ip", "-n", self.dev, "addr", "add", "2001:db8:2::1/64", "dev", "eth2", "nodad")
-            run("ip", "-n", self.nov6, "addr", "add", "192.0.2.1/24", "dev", "eth1")
-        except BaseException:
-            self.down()
-            raise
-
-    def down(self) -> None:
-        existing = set(run("ip", "netns", "list", check=False).stdout.split())
-        for peer_if in self.peer_links.values():
-            if self.peer in existing:
-                run("ip", "-n", self.peer, "link", "del", peer_if, check=False)
-        for ns in self.namespaces:
-            if ns in existing:
-                run("ip", "netns", "del", ns, check=False)
-
-    # --- device tables -----------------------------------------------------------------
-    def ifindex(self, ns: str, name: str) -> int:
-        return links_by_name(ns)[name]
-
-    def missing_ifindex(self, ns: str) -> int:
-        return max(links_by_name(ns).values()) + 1000
-
-    def fill(self, ns: str, seeds: list[Seed]) -> None:
-        """Puts every seed in place (replace: whatever state it was in before)."""
-        lines = []
-        for s in seeds:
-            ll = f" lladdr {s.lladdr}" if s.lladdr else ""
-            router = " router" if s.router else ""
-            lines.append(f"neigh replace {s.address}{ll} dev {s.link} nud {s.state}{router}")
-        run("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
-        table = kernel_table(ns)
-        links = links_by_name(ns)
-        for s in seeds:
-            row = table.get((s.family, links[s.link], s.address))
-            assert row is not None and row.state == s.state, f"seeding {s} failed: {row}"
-
-
-@dataclass(frozen=True)
-class Row:
-    lladdr: str | None
-    state: str
-    router: bool
-
-
-Key = tuple[int, int, str]  # (family, ifindex, address)
-
-
-def ip_json(ns: str, *args: str) -> list[dict]:
-    out = run("ip", "-j", "-n", ns, *args).stdout
-    return json.loads(out) if out.strip() else []
-
-
-def links_by_name(ns: str) -> dict[str, int]:
-    return {link["ifname"]: link["ifindex"] for link in ip_json(ns, "link", "show")}
-
-
-def kernel_table(ns: str, family: int = AF_UNSPEC) -> dict[Key, Row]:
-    """The namespace's neighbor table as `ip -j` reports it (the oracle)."""
-    links = links_by_name(ns)
-    table = {}
-    for e in ip_json(ns, "neigh", "show", "nud", "all"):
-        fam = AF_INET6 if ":" in e["dst"] else AF_INET
-        if family and fam != family:
-            continue
-        states = [s for s in e.get("state", []) if s in KERNEL_STATES]
-        state = states[-1].lower() if states else "incomplete"  # NUD_NONE: no state yet
-        table[(fam, links[e["dev"]], e["dst"])] = Row(e.get("lladdr"), state, "router" in e)
-    return table
-
-
-def in_scope(key: Key, family: int, ifindex: int) -> bool:
-    return family in (AF_UNSPEC, key[0]) and ifindex in (0, key[1])
-
-
-def flush_removes(before: dict[Key, Row], family: int, ifindex: int) -> set[Key]:
-    return {k for k, row in before.items() if in_scope(k, family, ifindex) and row.state not in KEPT_BY_FLUSH}
-
-
-def changes(before: dict[Key, Row], after: dict[Key, Row]) -> tuple[set[Key], set[Key]]:
-    """(entries gone, entries present in both but changed). New entries are not judged:
-    the kernel may add multicast NOARP entries on its own at any time."""
-    gone = {k for k in before if k not in after}
-    changed = {k for k in before if k in after and after[k] != before[k]}
-    return gone, changed
-
-
-def assert_flush_effect(before: dict[Key, Row], after: dict[Key, Row], family: int, ifindex: int) -> None:
-    gone, changed = changes(before, after)
-    expected = flush_removes(before, family, ifindex)
-    back = {k for k in expected if k in after}
-    assert not back, f"in-scope entries still present after the flush: {sorted(back)}"
-    assert gone == expected, f"collateral removal: {sorted(gone - expected)}"
-    assert not changed, f"entries changed: {sorted(changed)}"
-
-
-def assert_unchanged(before: dict[Key, Row], after: dict[Key, Row]) -> None:
-    gone, changed = changes(before, after)
-    assert not gone and not changed, f"gone: {sorted(gone)}; changed: {sorted(changed)}"
-
-
-# --------------------------------------------------------------------------- running the shim
-
-def shim_argv(ns: str, *args: object, shell: tuple[str, ...] = (DASH,), as_user: list[str] | None = None,
-              agent: Path | None = None) -> list[str]:
-    """The harness's way (`sh -c TEXT neighcheck-agent ...`), or `sh FILE ...` for an agent file."""
-    program = [str(agent)] if agent else ["-c", SHIM_TEXT, "neighcheck-agent"]
-    return [IP, "netns", "exec", ns, *(as_user or []), *shell, *program, *map(str, args)]
-
-
-def shim_run(ns: str, *args: object, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
-    return run(*shim_argv(ns, *args, **kw), check=False, env=env)
-
-
-def shim(ns: str, *args: object, env: dict[str, str] | None = None, **kw) -> dict:
-    """One protocol call: exit 0 and exactly one JSON object on stdout."""
-    proc = shim_run(ns, *args, env=env, **kw)
-    assert proc.returncode == 0, f"shim {args} exited {proc.returncode}: {proc.stdout} {proc.stderr}"
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, f"shim {args} printed {len(lines)} lines: {proc.stdout[:300]!r}"
-    return json.loads(lines[0])
+def untimed(reply: dict) -> dict:
+    """A flush reply without its device-side time (`elapsed_us`, a protocol extension), which
+    must be a plausible number of microseconds where present."""
+    reply = dict(reply)
+    elapsed = reply.pop("elapsed_us", None)
+    assert elapsed is None or (type(elapsed) is int and 0 <= elapsed < TIMEOUT * 1e6), elapsed
+    return reply
 
 
 def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
@@ -250,29 +60,12 @@ def shim_table(ns: str, family: int = AF_UNSPEC, **kw) -> dict[Key, Row]:
     return table
 
 
-def env_with(**extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}
-
-
-# --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def shim_lab():
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("lab tests need root and iproute2")
-    lab = ShimLab(f"{os.getpid() % 100000:05d}")
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
-
-
-@pytest.fixture
-def seeded(shim_lab):
-    """The device namespace with the standard seeds in place."""
-    shim_lab.fill(shim_lab.dev, standard_seeds())
-    return shim_lab
+def delete_results(reply: dict) -> dict[str, int]:
+    """A multi-address `delete` reply's results: address -> status."""
+    assert isinstance(reply.get("results"), list), reply
+    results = {r["address"]: r["status"] for r in reply["results"]}
+    assert len(results) == len(reply["results"]), f"an address reported twice: {reply}"
+    return results
 
 
 # --------------------------------------------------------------------------- read verbs
@@ -283,7 +76,8 @@ def test_interfaces_list_every_link(shim_lab):
         assert set(reply) == {"interfaces"}
         got = {(i["index"], i["name"], i["mac"], i["up"]) for i in reply["interfaces"]}
         for i in reply["interfaces"]:
-            assert set(i) == {"index", "name", "mac", "up"}, i
+            assert set(i) == {"index", "name", "mac", "up", "families"}, i
+            assert i["families"] == (["ipv4", "ipv6"] if ns == shim_lab.dev else ["ipv4"]), i
         want = set()
         for link in ip_json(ns, "link", "show"):
             address = link.get("address")
@@ -291,6 +85,21 @@ def test_interfaces_list_every_link(shim_lab):
             want.add((link["ifindex"], link["ifname"], mac, "UP" in link["flags"]))
         assert got == want
         assert {"eth1"} <= {name for _, name, _, _ in got}
+
+
+def test_interfaces_report_ipv6_disabled_per_interface(shim_lab):
+    """protocol13.md item 1: an interface with IPv6 disabled has only ipv4 in its families,
+    while the device's `stacks` still says ipv6 (the other interface has it)."""
+    knob = ["ip", "netns", "exec", shim_lab.dev, "sysctl", "-qw"]
+    run(*knob, "net.ipv6.conf.eth2.disable_ipv6=1")
+    try:
+        families = {i["name"]: i["families"] for i in shim(shim_lab.dev, "interfaces")["interfaces"]}
+        assert families["eth2"] == ["ipv4"] and families["eth1"] == ["ipv4", "ipv6"]
+        assert shim(shim_lab.dev, "stacks") == {"ipv4": True, "ipv6": True}
+    finally:
+        run(*knob, "net.ipv6.conf.eth2.disable_ipv6=0")
+        # re-enabling drops the interface's addresses: put eth2's back
+        run("ip", "-n", shim_lab.dev, "addr", "replace", "2001:db8:2::1/64", "dev", "eth2", "nodad")
 
 
 def test_interfaces_report_admin_state(shim_lab):
@@ -310,7 +119,7 @@ def test_stacks(shim_lab):
 def test_info_fingerprint_and_admin(shim_lab):
     reply = shim(shim_lab.dev, "info")
     assert reply == {"agent": "neighcheck-linux-shim/1", "os": "linux", "kernel": platform.release(),
-                     "hostname": socket.gethostname(), "admin": True, "ip": "iproute2"}
+                     "hostname": socket.gethostname(), "admin": True, "ip": "iproute2", "serve": True}
     assert shim(shim_lab.dev, "info", as_user=NOBODY)["admin"] is False
 
 
@@ -333,13 +142,14 @@ def test_table_matches_the_kernel(seeded, family):
 
 @pytest.mark.parametrize("family", INVALID_FAMILIES)
 def test_table_refuses_invalid_family(shim_lab, family):
-    assert shim(shim_lab.dev, "table", family) == {"status": INVALID_PARAMETER, "entries": []}
+    assert shim(shim_lab.dev, "table", family) == {"status": INVALID_PARAMETER, "status_space": "ntstatus",
+                                                   "entries": []}
 
 
 def test_table_without_ipv6(shim_lab):
     ns = shim_lab.nov6
     shim_lab.fill(ns, [Seed("eth1", "192.0.2.10", "02:00:5e:03:00:0a", "stale")])
-    assert shim(ns, "table", AF_INET6) == {"status": NOT_SUPPORTED, "entries": []}
+    assert shim(ns, "table", AF_INET6) == {"status": NOT_SUPPORTED, "status_space": "ntstatus", "entries": []}
     table = shim_table(ns, AF_UNSPEC)
     assert table == kernel_table(ns) and {k[0] for k in table} == {AF_INET}
 
@@ -392,8 +202,9 @@ def test_flush_matrix(seeded, family, which_index):
     reply = shim(ns, "flush", family, ifindex)
     after = kernel_table(ns)
     status = expected_status(family, which_index)
-    assert reply == {"status": status, "status_space": "ntstatus"}
+    assert untimed(reply) == {"status": status, "status_space": "ntstatus"}
     if status == SUCCESS:
+        assert "elapsed_us" in reply, "a flush that ran says how long ip took"
         assert_flush_effect(before, after, family, ifindex)
         assert flush_removes(before, family, ifindex), "the case must remove something to mean anything"
         # OBS-PERMANENT: the shim's documented choice
@@ -441,7 +252,7 @@ def test_flush_without_ipv6_stack(shim_lab):
         assert_unchanged(before, kernel_table(ns))
     # OBS-UNSPEC-ONE-STACK: AF_UNSPEC flushes the one stack there is and succeeds
     before = kernel_table(ns)
-    assert shim(ns, "flush", AF_UNSPEC, 0) == {"status": SUCCESS, "status_space": "ntstatus"}
+    assert untimed(shim(ns, "flush", AF_UNSPEC, 0)) == {"status": SUCCESS, "status_space": "ntstatus"}
     after = kernel_table(ns)
     assert_flush_effect(before, after, AF_UNSPEC, 0)
     assert (AF_INET, eth1, "192.0.2.12") in after and (AF_INET, eth1, "192.0.2.10") not in after
@@ -516,11 +327,15 @@ def test_add_and_delete(shim_lab):
     cases = [(AF_INET, eth1, "198.51.100.60", "02:00:5e:01:00:3c"),
              (AF_INET6, eth2, "2001:db8:2::60", "02:00:5e:02:06:3c")]
     for family, ifindex, address, lladdr in cases:
-        assert shim(ns, "add", family, ifindex, address, lladdr.upper()) == {"status": SUCCESS}
+        assert shim(ns, "add", family, ifindex, address, lladdr.upper()) == {"status": SUCCESS,
+                                                                              "status_space": "ntstatus"}
         assert kernel_table(ns)[(family, ifindex, address)] == Row(lladdr, "permanent", False)
-        assert shim(ns, "delete", family, ifindex, address) == {"status": SUCCESS}
+        assert shim(ns, "delete", family, ifindex, address) == {
+            "status": SUCCESS, "status_space": "ntstatus", "results": [{"address": address, "status": SUCCESS}]}
         assert (family, ifindex, address) not in kernel_table(ns)
-        assert shim(ns, "delete", family, ifindex, address)["status"] == NOT_FOUND
+        # not there: the call succeeds, the address's own result says not found
+        reply = shim(ns, "delete", family, ifindex, address)
+        assert reply["status"] == SUCCESS and delete_results(reply) == {address: NOT_FOUND}
 
 
 def test_add_replaces_a_dynamic_entry(seeded):
@@ -552,19 +367,119 @@ def test_add_delete_refusals_change_nothing(seeded):
         (nov6, ("add", AF_INET6, seeded.ifindex(nov6, "eth1"), "2001:db8:3::70", mac), NOT_SUPPORTED),
         (ns, ("delete", AF_UNSPEC, eth1, "198.51.100.10"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, 0, "198.51.100.10"), INVALID_PARAMETER),
+        (ns, ("delete", AF_INET6, eth1, "1:2:3"), INVALID_PARAMETER),
         (ns, ("delete", AF_INET, missing, "198.51.100.10"), NOT_FOUND),
         (ns, ("delete", AF_INET, seeded.ifindex(ns, "eth2"), "198.51.100.10"), NOT_FOUND),
     ]
     for where, args, status in refused:
         before = kernel_table(where)
         reply = shim(where, *args)
-        assert reply["status"] == status, (args, reply)
+        if reply.get("results") and status == NOT_FOUND:  # delete: the address's own result
+            assert reply["status"] == SUCCESS and delete_results(reply) == {args[3]: status}, (args, reply)
+        else:
+            assert reply["status"] == status, (args, reply)
         assert_unchanged(before, kernel_table(where))
         assert (AF_INET, eth1, "198.51.100.70") not in kernel_table(ns)
     before = kernel_table(ns)
     assert shim(ns, "add", AF_INET, eth1, "198.51.100.70", mac, as_user=NOBODY)["status"] == ACCESS_DENIED
     assert shim(ns, "delete", AF_INET, eth1, "198.51.100.10", as_user=NOBODY)["status"] == ACCESS_DENIED
     assert_unchanged(before, kernel_table(ns))
+
+
+@pytest.mark.parametrize("awk", [True, False], ids=["awk", "sh"])
+def test_delete_several_addresses_in_one_call(seeded, awk):
+    """protocol13.md item 2: each address deleted or not found, the rest untouched; the
+    awk and pure-sh paths agree."""
+    ns = seeded.dev
+    env = None if awk else env_with(NECK_SHIM_NO_AWK="1")
+    eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
+    before = kernel_table(ns)
+    # stale, reachable, permanent and noarp entries of eth1, and two that are not there
+    v4 = ["198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.13", "198.51.100.99", "203.0.113.10"]
+    reply = shim(ns, "delete", AF_INET, eth1, *v4, env=env)
+    assert reply["status"] == SUCCESS and reply["status_space"] == "ntstatus", reply
+    assert delete_results(reply) == {**{a: SUCCESS for a in v4[:4]}, "198.51.100.99": NOT_FOUND,
+                                     "203.0.113.10": NOT_FOUND}  # 203.0.113.10 is on eth2
+    after = kernel_table(ns)
+    assert {k for k in before if k not in after} == {(AF_INET, eth1, a) for a in v4[:4]}
+    assert (AF_INET, eth2, "203.0.113.10") in after
+    # IPv6, one of them spelled otherwise than ip prints it (upper case): still found
+    reply = shim(ns, "delete", AF_INET6, eth2, "2001:DB8:2::a", "2001:db8:2::b", "2001:db8:2::77", env=env)
+    assert delete_results(reply) == {"2001:DB8:2::a": SUCCESS, "2001:db8:2::b": SUCCESS,
+                                     "2001:db8:2::77": NOT_FOUND}, reply
+    after = kernel_table(ns)
+    assert (AF_INET6, eth2, "2001:db8:2::a") not in after and (AF_INET6, eth2, "2001:db8:2::b") not in after
+    assert (AF_INET6, eth2, "2001:db8:2::c") in after
+
+
+def test_delete_several_reports_per_address_and_whole_call_failures(seeded):
+    ns = seeded.dev
+    eth1 = seeded.ifindex(ns, "eth1")
+    # a malformed address fails alone; the call's status is the first failure
+    reply = shim(ns, "delete", AF_INET, eth1, "198.51.100.10", "2001:db8:1::a")
+    assert reply["status"] == INVALID_PARAMETER and "not an IPv4 address" in reply["detail"], reply
+    assert delete_results(reply) == {"198.51.100.10": SUCCESS, "2001:db8:1::a": INVALID_PARAMETER}
+    seeded.fill(ns, standard_seeds())
+    before = kernel_table(ns)
+    # whole-call failures: no interface, no rights, no such family
+    for args, status, kw in [((AF_INET, seeded.missing_ifindex(ns)), NOT_FOUND, {}),
+                             ((AF_INET, eth1), ACCESS_DENIED, {"as_user": NOBODY}),
+                             ((AF_UNSPEC, eth1), INVALID_PARAMETER, {})]:
+        reply = shim(ns, "delete", *args, "198.51.100.10", "198.51.100.11", **kw)
+        assert reply["status"] == status and "results" not in reply, (args, reply)
+    assert_unchanged(before, kernel_table(ns))
+
+
+FAKE_IP_RACE = """#!/bin/sh
+# Test double: just before the shim's delete batch runs, the first entry it names vanishes,
+# so the batch stops there ("No such file or directory") as when the table changes meanwhile.
+if [ "$2" = -batch ] && [ ! -e "$MARK" ]; then
+    : > "$MARK"
+    batch=$(cat)
+    set -- $(printf '%s\n' "$batch" | head -n 1)
+    {real_ip} neigh del to "$4" dev "$6"
+    printf '%s\n' "$batch" | exec {real_ip} -batch -
+fi
+exec {real_ip} "$@"
+"""
+
+
+def test_delete_several_reads_again_when_an_entry_vanished(seeded, tmp_path):
+    ns = seeded.dev
+    fake_dir = tmp_path / "bin"
+    fake_dir.mkdir()
+    (fake_dir / "ip").write_text(FAKE_IP_RACE.format(real_ip=IP))
+    (fake_dir / "ip").chmod(0o755)
+    mark = tmp_path / "raced"
+    env = env_with(PATH=f"{fake_dir}:{os.environ['PATH']}", MARK=str(mark))
+    eth1 = seeded.ifindex(ns, "eth1")
+    addresses = ["198.51.100.10", "198.51.100.11", "198.51.100.12"]
+    reply = shim(ns, "delete", AF_INET, eth1, *addresses, env=env)
+    assert mark.exists(), "the race was not staged"
+    assert reply["status"] == SUCCESS and delete_results(reply) == {a: SUCCESS for a in addresses}, reply
+    assert not [a for a in addresses if (AF_INET, eth1, a) in kernel_table(ns)]
+
+
+def test_delete_of_1024_addresses_is_one_fast_call(shim_lab):
+    ns = shim_lab.dev
+    eth2 = shim_lab.ifindex(ns, "eth2")
+    seeds = big_seeds("eth2", 1024)
+    add_batch(ns, seeds)
+    try:
+        addresses = [s.address for s in seeds] + [f"10.99.0.{i}" for i in range(16)]  # 16 not there
+        argv = shim_argv(ns, "delete", AF_INET, eth2, *addresses)
+        cpu0, start = _children_cpu(), time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+        wall, cpu = (time.perf_counter() - start) * 1000, (_children_cpu() - cpu0) * 1000
+        reply = json.loads(proc.stdout)
+        results = delete_results(reply)
+        assert reply["status"] == SUCCESS and len(results) == 1040
+        assert sum(1 for st in results.values() if st == SUCCESS) == 1024
+        assert not [k for k in kernel_table(ns, AF_INET) if k[2].startswith("10.64.")]
+        print(f"\ndelete of 1024 present + 16 absent addresses: wall {wall:.0f} ms, cpu {cpu:.0f} ms")
+        assert cpu < 1000
+    finally:
+        drop_big(ns, "eth2")
 
 
 # --------------------------------------------------------------------------- bad arguments
@@ -639,10 +554,12 @@ def test_awk_and_sh_paths_print_the_same_table(seeded, no_awk_path, busybox_awk_
     run("ip", "-n", ns, "neigh", "replace", "198.51.100.20", "dev", "eth1", "nud", "failed")
     try:
         variants = {
-            "dash+awk": dict(),
+            "dash+awk": dict(env=env_with(NECK_SHIM_AWK_FROM="0")),  # awk at any size
+            "dash, as it chooses": dict(),
             "dash, NECK_SHIM_NO_AWK": dict(env=env_with(NECK_SHIM_NO_AWK="1")),
             "dash, no awk on PATH": dict(env=env_with(PATH=no_awk_path)),
-            "busybox sh+busybox awk": dict(shell=BUSYBOX_SH, env=env_with(PATH=busybox_awk_path)),
+            "busybox sh+busybox awk": dict(shell=BUSYBOX_SH, env=env_with(PATH=busybox_awk_path,
+                                                                         NECK_SHIM_AWK_FROM="0")),
             "busybox sh, NECK_SHIM_NO_AWK": dict(shell=BUSYBOX_SH, env=env_with(NECK_SHIM_NO_AWK="1")),
         }
         for family in (AF_UNSPEC, AF_INET, AF_INET6):
@@ -679,6 +596,8 @@ def test_every_verb_under_busybox_sh(seeded, busybox_awk_path):
     eth1, eth2 = seeded.ifindex(ns, "eth1"), seeded.ifindex(ns, "eth2")
     assert shim(ns, "add", AF_INET, eth1, "198.51.100.80", "02:00:5e:01:00:50", **bb)["status"] == SUCCESS
     assert shim(ns, "delete", AF_INET, eth1, "198.51.100.80", **bb)["status"] == SUCCESS
+    assert delete_results(shim(ns, "delete", AF_INET, eth1, "198.51.100.10", "198.51.100.80", **bb)) == \
+        {"198.51.100.10": SUCCESS, "198.51.100.80": NOT_FOUND}
     assert shim(ns, "flush", AF_INET, seeded.missing_ifindex(ns), **bb)["status"] == NOT_FOUND
     assert shim(ns, "flush", 10, 0, **bb)["status"] == INVALID_PARAMETER
     before = kernel_table(ns)
@@ -833,3 +752,101 @@ def test_bench_table_and_flush(shim_lab, count):
     print(f"\n{count} entries: table awk {summary(awk)}\n{count} entries: table sh  {summary(sh)}"
           f"\n{count} entries: ip neigh show alone {summary(ip_only)}"
           f"\n{count} entries: flush 2 eth2 {summary(flushes)}")
+
+
+# --------------------------------------------------------------------------- the harness over the shim
+# A private lab device (prefix nckW) with two test links, IPv6 disabled on the second: the
+# harness must seed IPv6 only where the interface has it (protocol13.md item 1), doctor must
+# show it, and the harness must read the shim's multi-address `delete` over SSH.
+FAMILY_LAB = """
+[lab]
+state_dir = "{state}"
+
+[[device]]
+name = "W-shim"
+os = "linux"
+[device.ssh]
+host = "198.18.165.2"
+user = "root"
+key_file = "{state}/id_ed25519"
+known_hosts = "{state}/known_hosts"
+connect_timeout = 5
+command_timeout = 10
+[device.lab]
+mgmt_harness_if = "nckW-s-m"
+mgmt_harness_addr = "198.18.165.1/24"
+[[device.link]]
+device_if = "eth1"
+harness_if = "nckW-s-t1"
+device_v4 = "198.18.166.2/24"
+harness_v4 = "198.18.166.1/24"
+device_v6 = "2001:db8:c5::2/64"
+harness_v6 = "2001:db8:c5::1/64"
+[[device.link]]
+device_if = "eth2"
+harness_if = "nckW-s-t2"
+device_v4 = "198.18.167.2/24"
+harness_v4 = "198.18.167.1/24"
+device_v6 = "2001:db8:c6::2/64"
+harness_v6 = "2001:db8:c6::1/64"
+"""
+
+
+@pytest.fixture(scope="module")
+def family_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root")
+    from harness.hostlock import host_lock
+    from harness.inventory import load_inventory
+    from harness.lab.netns import Lab
+    root = tmp_path_factory.mktemp("nckW-families")
+    path = root / "devices.toml"
+    path.write_text(FAMILY_LAB.format(state=root / "state"))
+    inventory = load_inventory(path)
+    lab = Lab(inventory)
+    # one test process at a time may own these names (xdist workers, other worktrees)
+    with host_lock(Path("/run/lock/nckW-families.lab.lock"), 300, "nckW family lab busy for 300 s"):
+        lab.down()  # what a crashed run may have left under these names
+        lab.up()
+        try:
+            run("ip", "netns", "exec", inventory.devices[0].netns, "sysctl", "-qw",
+                "net.ipv6.conf.eth2.disable_ipv6=1")
+            yield inventory
+        finally:
+            lab.down()
+
+
+def test_ipv6_is_seeded_only_where_the_interface_has_it(family_lab):
+    from harness.contract.clauses import AF_INET, AF_INET6
+    from harness.device.dut import DeviceUnderTest
+    from harness.doctor import check_device
+    from harness.traffic.seeding import Seeder
+    device = family_lab.devices[0]
+    check = check_device(device, family_lab)
+    assert check.ok, check.problems
+    assert "eth1=3 [ipv4 ipv6]" in check.facts["interfaces"] and "eth2=4 [ipv4]" in check.facts["interfaces"]
+    assert check.facts["note-eth2"] == "ipv6 off on this test link (the device's stacks have it)"
+    assert check.facts["shell"] == "sh"
+
+    dut = DeviceUnderTest(device, family_lab, entries=8, seeder=Seeder(family_lab.test_interfaces),
+                          holder="nckW families test")
+    dut.open()
+    try:
+        eth1, eth2 = dut.link_by_name("eth1"), dut.link_by_name("eth2")
+        assert dut.stacks == {"ipv4": True, "ipv6": True}
+        assert eth1.families == {AF_INET, AF_INET6} and eth2.families == {AF_INET}
+        assert not eth2.unplanted  # the interface has no IPv6: nothing is expected there
+        assert dut.link_families == {eth1.ifindex: {AF_INET, AF_INET6}, eth2.ifindex: {AF_INET}}
+        planted = dut.seed()  # before the interface's families were read, IPv6 seeds on eth2 never landed
+        assert {(k[0], k[1]) for k in planted.entries} == {(AF_INET, eth1.ifindex), (AF_INET6, eth1.ifindex),
+                                                           (AF_INET, eth2.ifindex)}
+        dut.remove(planted.entries)
+        assert not set(planted.entries) & {e.key for e in dut.table()}
+
+        # The shim's multi-address delete, read by the harness over SSH.
+        assert dut.agent.add(AF_INET6, eth1.ifindex, "2001:db8:c5::77", "02:5e:77:00:00:01").outcome.value == "SUCCESS"
+        replies = dut.agent.delete_many(AF_INET6, eth1.ifindex, ["2001:db8:c5::77", "2001:db8:c5::78"])
+        assert {a: (r.raw, r.space) for a, r in replies.items()} == {
+            "2001:db8:c5::77": (SUCCESS, "ntstatus"), "2001:db8:c5::78": (NOT_FOUND, "ntstatus")}
+    finally:
+        dut.close()

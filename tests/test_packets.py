@@ -368,7 +368,7 @@ def test_frame_templates_are_what_scapy_builds() -> None:
 
     zmac, z4, z6 = "00:00:00:00:00:00", "0.0.0.0", "::"
     ether = Ether(dst=zmac, src=zmac)
-    assert packets._templates() == {
+    assert packets.TEMPLATES == {
         "arp_request": bytes(ether / ARP(hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)),
         "arp_reply": bytes(ether / ARP(op=packets.ARP_REPLY, hwsrc=zmac, psrc=z4, hwdst=zmac, pdst=z4)),
         "ns": bytes(ether / IPv6(src=z6, dst=z6, hlim=255) / ICMPv6ND_NS(tgt=z6)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import DEFAULT_INVENTORY, REPO
+from tests.support import DEFAULT_INVENTORY, REPO
 
 pytestmark = pytest.mark.lab
 

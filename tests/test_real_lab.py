@@ -309,21 +309,34 @@ def banner(lab):
         rc.write_text("")
 
 
-def test_a_banner_before_every_reply_is_skipped_and_kept_in_the_evidence(lab, banner):
+@pytest.mark.parametrize("mode", ["per-call", "serve"])
+def test_a_banner_before_every_reply_is_skipped_and_kept_in_the_evidence(lab, banner, mode):
+    """Per call the banner comes before every reply; in serve mode (issue 15) once, before the
+    resident agent process's first reply."""
     with SshSession("nckI-root", lab.inventory().device("nckI-root").ssh) as session:
         assert session.run("true").stdout.decode().startswith(BANNER)  # the device does talk
-    doctor = lab.run([NEIGHCHECK, "doctor", "--devices", lab.real, "--device", "nckI-root"])
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "banner" in doctor.stdout and "Welcome to nckI-root" in doctor.stdout
+    if mode == "per-call":
+        doctor = lab.run([NEIGHCHECK, "doctor", "--devices", lab.real, "--device", "nckI-root"])
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "banner" in doctor.stdout and "Welcome to nckI-root" in doctor.stdout
     out = lab.out_dir()
-    run = lab.run([NEIGHCHECK, "run", "--devices", lab.real, "--device", "nckI-root", "--out", out])
+    run = lab.run([NEIGHCHECK, "run", "--devices", lab.real, "--device", "nckI-root", "--out", out,
+                   "--agent-mode", mode])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
     assert_clean_pass(results_of(out), ("nckI-root",))
-    evidence = [json.loads(p.read_text()) for p in out.glob("*/evidence/nckI-root/*.json")]
+    # (resolved: `latest` links to the run's directory)
+    evidence = [json.loads(p.read_text()) for p in {p.resolve() for p in out.glob("*/evidence/nckI-root/*.json")}]
     called = [e for e in evidence if "before" in e]  # the cases that read the table
-    assert len(called) > 10 and all("device_output_before_replies" in e for e in called)
     kept = [item for e in evidence for item in e.get("device_output_before_replies", [])]
-    assert all(BANNER in item["text"] and item["calls"] for item in kept)
+    assert kept and all(BANNER in item["text"] and item["calls"] for item in kept)
+    if mode == "per-call":
+        assert len(called) > 10 and all("device_output_before_replies" in e for e in called)
+    else:
+        # Before the serve process's first reply, once; per call still for the `info` that
+        # learns serve, and for the non-admin account's calls (RET-ACCESS: two calls per call).
+        calls = [call for item in kept for call in item["calls"]]
+        assert calls.count("serve") == 1, calls
+        assert len(called) > 10 and len([e for e in called if "device_output_before_replies" in e]) <= 2, calls
 
 
 def test_garbage_after_a_banner_is_still_an_agent_error(lab, banner):

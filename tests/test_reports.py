@@ -477,6 +477,67 @@ def test_report_is_self_contained(tmp_path):
     assert external == []
 
 
+def test_report_shows_the_flush_calls_own_time_on_the_device(tmp_path):
+    """Issue 15: the agent's `elapsed_us` per case (results: flush_elapsed_us), and per device
+    the median and max over its cases; a case without one shows nothing, not a zero."""
+    run = copy_run("combined", tmp_path)
+    timed = [c["id"] for c in json.loads((run / model.RESULTS_FILE).read_text())["cases"]
+             if c["device"] == "linux-a"][:3]
+    elapsed = dict(zip(timed, (1500, 4200, 2500))) | {FAIL_ID: 900}
+
+    def add(results):
+        for case in results["cases"]:
+            if case["id"] in elapsed:
+                case["flush_elapsed_us"] = elapsed[case["id"]]
+                case.setdefault("timings", {})["flush"] = 0.0071
+
+    edit_results(run, add)
+    page = html.write_report(run).read_text()
+    assert "median 2.5 ms, max 4.2 ms over 3 calls" in page  # linux-a
+    assert "median 0.9 ms, max 0.9 ms over 1 calls" in page  # win-wine
+    details = page[page.index(f'id="{html.case_anchor(FAIL_ID)}"'):]
+    assert "0.9 ms, measured by the agent around the API call (round trip from the harness: 7.1 ms)" \
+        in details[:details.index("</details>")]
+    rows = {row["id"]: row for row in parse_rows(page)}
+    assert rows[timed[1]]["flush (device)"] == "4.2 ms"
+    assert [rows[i]["flush (device)"] for i in rows if i not in elapsed] == [""] * (len(rows) - 4)
+
+
+def parse_rows(page: str) -> list[dict[str, str]]:
+    """The all-cases table as {header: cell text} per row, with the row's case id."""
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.head, self.rows, self.cell, self.in_table = [], [], None, False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table" and attrs.get("id") == "cases-table":
+                self.in_table = True
+            elif self.in_table and tag == "tr" and attrs.get("id"):
+                self.rows.append({"_cells": []})
+            elif self.in_table and tag in ("th", "td"):
+                self.cell = []
+            elif self.in_table and tag == "a" and attrs.get("title") and self.rows:
+                self.rows[-1]["id"] = attrs["title"]
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.in_table = False
+            elif self.in_table and tag in ("th", "td") and self.cell is not None:
+                text = "".join(self.cell).strip()
+                (self.head if tag == "th" else self.rows[-1]["_cells"]).append(text)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(page)
+    return [dict(zip(parser.head, row.pop("_cells")), **row) for row in parser.rows]
+
+
 def test_report_escapes_a_hostile_device_name(tmp_path):
     run_dir = copy_run("combined", tmp_path)
     hostile = '<script>alert("pwned")</script>'

@@ -2,29 +2,28 @@
 test traffic contained to the inventory's test links.
 
 On a private one-device lab (prefix nckF: namespace nck-F-sec, links nckF-s-*), built with
-the helpers of test_faults. tests/test_ssh_lab.py covers host keys at the session level; here
+tests/support/runlab.py like the fault tests' lab. tests/test_ssh_lab.py covers host keys at the session level; here
 a whole `neighcheck run` meets a wrong, unknown or first-seen host key.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.errors import LinkNotAllowed
+from harness.lab.private import LabDevice, LabLink
 from harness.traffic.responder import Responder
 from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder
-from tests.test_faults import (LOGGING_AGENT, NEIGHCHECK, LabDevice, LabLink, PrivateLab, calls,
-                               lab_of_our_own)
+from tests.support import NEIGHCHECK, needs_root
+from tests.support.runlab import LOGGING_AGENT, RunLab, calls, run_lab
+from tests.support.waits import wait_for
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckF-sec-lab"),
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckF-sec-lab"), needs_root]
 
 DEVICE = "F-sec"
 MGMT_IF, TEST_IF = "nckF-s-m", "nckF-s-t1"
@@ -35,7 +34,7 @@ ETH_P_ALL = 0x0003
 
 @pytest.fixture(scope="module")
 def slab():
-    with lab_of_our_own(SEC_DEVICES) as lab:
+    with run_lab(SEC_DEVICES) as lab:
         yield lab
 
 
@@ -70,7 +69,7 @@ class SeedFrames:
         self._sock.close()
 
 
-def host_key_line(slab: PrivateLab) -> str:
+def host_key_line(slab: RunLab) -> str:
     kind, b64 = (slab.state / DEVICE / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     return f"198.18.245.2 {kind} {b64}\n"
 
@@ -245,9 +244,7 @@ def test_the_seeder_and_responder_refuse_the_management_link_even_though_the_inv
     test_target = LinkTarget(TEST_IF, target.device_mac, "198.18.246.2", None, None)
     with SeedFrames(TEST_IF) as test_link, Seeder(inventory.test_interfaces) as seeder:
         seeder.send(test_target, entry)
-        deadline = time.monotonic() + 2
-        while test_link.count == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: test_link.count, 2, "the frame on the test link", step=0.02)
     assert test_link.count == 1
 
 

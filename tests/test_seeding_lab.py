@@ -1,185 +1,35 @@
 """Seeding and the responder against a real kernel: a network namespace plays the device.
 
-Layout: the harness end of a veth pair stays in the test's own namespace (where Seeder and
-Responder open their sockets); the device end lives in namespace nckB-<token> with an IPv4 /24
-and an IPv6 /64 (nodad). Every name carries the nckB prefix and is removed in teardown.
-The lab helpers here are also used by tests/bench_seeding.py.
+The lab (tests/support/seedlab.py): the harness end of a veth pair stays in the test's own
+namespace (where Seeder and Responder open their sockets); the device end lives in namespace
+nckB-<token> with an IPv4 /24 and an IPv6 /64 (nodad). Every name carries the nckB prefix and
+is removed in teardown.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from harness.contract.clauses import AF_INET, AF_INET6
 from harness.errors import LinkNotAllowed, SeedingError, UsageError
 from harness.traffic.responder import Responder
-from harness.contract.clauses import AF_INET, AF_INET6
-from harness.contract.protocol import parse_neighbor
-from harness.traffic.seeding import (
-    LinkTarget,
-    SeedEntry,
-    Seeder,
-    address_plan,
-    missing_seeds,
-    verify_present,
-)
+from harness.traffic.seeding import LinkTarget, SeedEntry, Seeder, address_plan, missing_seeds, verify_present
+from tests.support.netns import run
+from tests.support.seedlab import DEVICE_V4, DEVICE_V6, V6_NETWORK, SeedLab, neigh_gc_room, parsed, seed_lab
 
-PREFIX = "nckB"
-DEVICE_V4, DEVICE_V4_PREFIXLEN = "192.0.2.1", 24
-DEVICE_V6, V6_NETWORK = "2001:db8:1::1", "2001:db8:1::/64"
 SEED_POOL_V4 = "198.19.0.0/16"
-CMD_TIMEOUT = 15
 
 lab_needed = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="needs root and iproute2 (network namespaces, veth)")
-
-
-def run(*args: str, check: bool = True,
-        timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
-
-
-# --- the lab ------------------------------------------------------------------------------------
-
-
-@dataclass
-class SeedLab:
-    netns: str
-    harness_if: str
-    device_if: str
-    device_ifindex: int
-    link: LinkTarget
-
-    def neighbors(self) -> list[dict]:
-        """The device's table in protocol form (what an agent's `table 0` returns)."""
-        out = run("ip", "-n", self.netns, "-j", "neigh", "show").stdout
-        ifindex = {link["ifname"]: link["ifindex"]
-                   for link in json.loads(run("ip", "-n", self.netns, "-j", "link").stdout)}
-        rows = []
-        for row in json.loads(out or "[]"):
-            address = row["dst"]
-            rows.append({
-                "address": address,
-                "family": AF_INET6 if ":" in address else AF_INET,
-                "ifindex": ifindex.get(row.get("dev", self.device_if)),
-                "lladdr": row.get("lladdr"),
-                "state": (row.get("state") or ["none"])[0].lower(),
-            })
-        return rows
-
-    def flush(self) -> None:
-        run("ip", "-n", self.netns, "neigh", "flush", "all")
-
-    def in_netns(self, *args: str, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
-        return run("ip", "netns", "exec", self.netns, *args, check=False, timeout=timeout)
-
-
-def parsed(rows: list[dict]) -> list:
-    """The rows as an agent's table read delivers them to the harness."""
-    return [parse_neighbor(r) for r in rows if r["state"] != "none"]
-
-
-def _token() -> str:
-    # Unique among concurrent test processes (pytest-xdist workers, other helpers' runs).
-    return f"{os.getpid() & 0xFFFFF:05x}"
-
-
-def _remove(netns: str, *links: str) -> None:
-    for link in links:
-        run("ip", "link", "del", link, check=False)
-    if Path("/run/netns", netns).exists():
-        for pid in run("ip", "netns", "pids", netns, check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), 9)
-        run("ip", "netns", "del", netns, check=False)
-
-
-@contextlib.contextmanager
-def seed_lab(tag: str = "") -> Iterator[SeedLab]:
-    token = _token() + tag
-    netns, harness_if, device_if = f"{PREFIX}-{token}", f"{PREFIX}h{token}", f"{PREFIX}d{token}"
-    assert len(harness_if) <= 15 and len(device_if) <= 15
-    _remove(netns, harness_if)  # leftovers of a crashed run with the same token
-    try:
-        run("ip", "netns", "add", netns)
-        run("ip", "link", "add", harness_if, "type", "veth", "peer", "name", device_if,
-            "netns", netns)
-        # The harness end carries only frames the harness builds: no IPv6 of its own, so the
-        # host stack sends nothing (RS, MLD, DAD) that the device could learn from.
-        run("sysctl", "-qw", f"net.ipv6.conf.{harness_if}.disable_ipv6=1")
-        run("ip", "-n", netns, "link", "set", "lo", "up")
-        run("ip", "netns", "exec", netns, "sysctl", "-qw",
-            f"net.ipv6.conf.{device_if}.disable_ipv6=0")
-        run("ip", "-n", netns, "addr", "add", f"{DEVICE_V4}/{DEVICE_V4_PREFIXLEN}",
-            "dev", device_if)
-        run("ip", "-n", netns, "addr", "add", f"{DEVICE_V6}/64", "dev", device_if, "nodad")
-        run("ip", "-n", netns, "link", "set", device_if, "up")
-        run("ip", "link", "set", harness_if, "up")
-        info = json.loads(run("ip", "-n", netns, "-j", "link", "show", device_if).stdout)[0]
-        link = LinkTarget(harness_if, info["address"], DEVICE_V4, DEVICE_V6, V6_NETWORK)
-        lab = SeedLab(netns, harness_if, device_if, info["ifindex"], link)
-        _wait_carrier(harness_if)
-        yield lab
-    finally:
-        _remove(netns, harness_if)
-
-
-def _wait_carrier(ifname: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while Path(f"/sys/class/net/{ifname}/operstate").read_text().strip() != "up":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{ifname} did not come up within {timeout} s")
-        time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def host_sysctls_at_least(minimums: dict[str, int]) -> Iterator[None]:
-    """Raise host-global sysctls (paths under /proc/sys) that are below `minimums`, in the
-    order given, and restore the exact values read, in reverse order. Values already high
-    enough (another run may have raised them) are left alone."""
-    originals: dict[str, str] = {}
-    try:
-        for path, minimum in minimums.items():
-            current = Path(path).read_text().strip()
-            if int(current) < minimum:
-                originals[path] = current
-                Path(path).write_text(str(minimum))
-        yield
-    finally:
-        for path in reversed(list(originals)):
-            Path(path).write_text(originals[path])
-
-
-def neigh_gc_room(entries_per_family: int) -> contextlib.AbstractContextManager[None]:
-    """Room for a big table. The neighbor tables are host-global (every namespace's entries
-    count against one gc_thresh set): past gc_thresh3 nothing more is created, past gc_thresh2
-    entries older than 5 s are evicted, past gc_thresh1 the periodic gc removes STALE ones.
-    thresh3 goes first so the kernel never sees thresh2 > thresh3 on the way up."""
-    n = entries_per_family
-    return host_sysctls_at_least({
-        f"/proc/sys/net/ipv{v}/neigh/default/gc_thresh{i}": factor * n
-        for v in (4, 6) for i, factor in ((3, 8), (2, 4), (1, 2))})
-
-
-def backlog_room(frames: int) -> contextlib.AbstractContextManager[None]:
-    """A veth hands frames to the per-CPU backlog (net.core.netdev_max_backlog, default
-    1000). Frames sent from a process are processed synchronously, but the device's probe
-    timers fire together in one softirq (about 5 s after seeding, timer-wheel granularity
-    hundreds of ms), so a big table's probe burst overflows the backlog and those probes never
-    reach the responder (measured: 8,376 of 16,384 IPv6 seeds FAILED at the default)."""
-    return host_sysctls_at_least({"/proc/sys/net/core/netdev_max_backlog": 2 * frames})
 
 
 # --- fixtures ----------------------------------------------------------------------------------

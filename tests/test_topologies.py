@@ -30,7 +30,7 @@ import pytest
 from harness.contract.protocol import parse_neighbor
 from harness.hostlock import host_lock
 from harness.inventory import load_inventory
-from harness.lab.netns import HOST_SYSCTLS, Lab, _sysctl_path, bystander_netns
+from harness.lab.netns import Lab, bystander_netns
 from harness.traffic.responder import Responder
 from harness.traffic.seeding import Seeder, address_plan, link_target, missing_seeds, static_plan
 
@@ -154,16 +154,7 @@ class TopoLab:
         return self.inventory.device(name)
 
     def up(self) -> None:
-        # As tests/test_faults.py: a host sysctl another lab already raised is not ours to
-        # restore at our `down`.
-        before = {name: int(_sysctl_path(name).read_text()) for name in HOST_SYSCTLS}
-        self.lab.up()
-        with self.lab._locked():
-            state = self.lab._load_state()
-            for name, value in before.items():
-                if value >= HOST_SYSCTLS[name]:
-                    state["sysctls"].pop(name, None)
-            self.lab._save_state(state)
+        self.lab.up()  # host sysctls: harness.lab.sysctls keeps them up while any lab is
 
     def neighcheck(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([str(NEIGHCHECK), *args, "--devices", str(self.path)], capture_output=True,

@@ -28,6 +28,8 @@ from harness.device.agents.windows import build
 from harness.device.agent import make_agent
 from harness.errors import DeviceError, UsageError
 from harness.ssh import SshSession
+from tests.support.netns import netns_pids, remove_netns
+from tests.support.windows_standin import untimed
 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 INVALID_FAMILIES = (1, 6, 10, 24, 0xFFFF)
@@ -98,23 +100,13 @@ class WineNetns:
         assert out.isascii(), out
         reply = json.loads(out)
         assert isinstance(reply, dict), out
+        untimed(reply)  # elapsed_us checked and set aside: the tests compare the rest
         return reply
 
 
-def _netns_pids(netns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
-                         timeout=10).stdout
-    return [int(p) for p in out.split()]
-
-
 def _delete_netns(netns: str) -> None:
-    """Kill what runs in it (by pid), delete our veth, then the namespace."""
-    if netns not in ip("netns", "list", netns=None):
-        return
-    for pid in _netns_pids(netns):
-        winelab._kill_pid(pid)
-    ip("link", "del", LINK_A, netns=netns, check=False)
-    ip("netns", "del", netns, netns=None, check=False)
+    """Kill what runs in it (by pid), then delete it (our veth pair goes with it)."""
+    remove_netns(netns)
 
 
 def _delete_orphaned_netns() -> None:
@@ -336,7 +328,7 @@ def test_agent_command_needs_no_environment(wine_netns, agent_exe):
 def test_services_run_inside_the_namespace(wine_netns):
     """The processes that answer network queries must live in our namespace, or `table`
     would describe another namespace's kernel table."""
-    pids = _netns_pids(wine_netns.name)
+    pids = netns_pids(wine_netns.name)
     assert wine_netns.server_pid in pids
     names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids
              if Path(f"/proc/{pid}/comm").exists()}
@@ -369,3 +361,20 @@ def test_lock_verb_over_ssh_on_the_wine_lab_device(default_lab):
             channel.close()
         # Released with the channel; the wait bounds how long that may take.
         assert agent.over(two).call("lock", 10, "third") == {"status": 0, "locked": True}
+
+
+@lab_test
+def test_serve_reports_a_stub_with_its_id_and_then_ends(wine_netns, tmp_path):
+    """Serve mode (issue 15): a fault inside a DLL call ends the process, as per call; its
+    report is still the request's one reply, with the id, and nothing follows it."""
+    stub_agent = build.build_agent(tmp_path, defines=[f'FLUSH_EXPORT="{WINE_STUB_EXPORT}"'])
+    proc = subprocess.run(["ip", "netns", "exec", wine_netns.name,
+                           *winelab.wine_argv(stub_agent, "serve")],
+                          env=winelab.wine_env(wine_netns.prefix), capture_output=True,
+                          timeout=CALL_TIMEOUT_S, input=b"@1 ping\n@2 flush 2 0\n@3 ping\n")
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert lines[0] == {"id": "1", "pong": True}
+    if lines[1].get("status") is not None:
+        pytest.skip(f"{WINE_STUB_EXPORT} is implemented in this Wine, no stub to call")
+    assert (lines[1]["id"], lines[1]["error"], len(lines), proc.returncode) == \
+        ("2", "not-exported", 2, 0), proc.stdout

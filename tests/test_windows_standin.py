@@ -157,6 +157,7 @@ def test_flush_arguments_reach_the_api_unchanged(wine, agent_exe, full, family, 
     run = wine.run(full, agent_exe, "flush", family, ifindex)
     assert run.returncode == 0
     assert run.reply == {"status": 0, "status_space": "win32"}
+    assert run.elapsed_us is not None, "the call's own time (issue 15)"
     calls = run.calls("FlushIpNetTable2")
     assert [(c["family"], c["ifindex"]) for c in calls] == [(family, ifindex)]
 
@@ -620,3 +621,71 @@ def test_lock_reads_a_holder_written_by_powershell(wine, agent_exe, full, lock_f
 def test_bad_lock_and_delete_arguments_exit_2(wine, agent_exe, full, argv):
     run = wine.run(full, agent_exe, *argv)
     assert run.returncode == 2 and run.reply["error"] == "bad-argument" and run.reply["detail"]
+
+
+# ---- serve (issue 15) --------------------------------------------------------------------
+
+class Serving:
+    """`neighcheck_agent.exe serve` under the stand-in: request lines in, reply lines out,
+    every read bounded."""
+
+    def __init__(self, wine: StandinWine, dll: Path, exe: Path, script: Script):
+        wine.prepare(dll, script)
+        self.wine = wine
+        self.proc = wine.popen(dll, exe, "serve")
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return _read_line(self.proc)
+
+    def end(self) -> int:
+        """EOF on stdin: the agent must exit, having printed nothing more."""
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=20)
+        assert self.proc.stdout.read() == b"", "nothing may follow the last reply"
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+
+
+def test_serve_answers_each_request_on_one_line_with_its_id(wine, agent_exe, full):
+    script = (Script().returns("FlushIpNetTable2", 87, 0)
+              .neighbor(AF_INET, 5, "198.51.100.7", "02:00:5e:00:00:07", 4))
+    serving = Serving(wine, full, agent_exe, script)
+    try:
+        assert serving.ask("@1 ping") == {"id": "1", "pong": True}
+        info = serving.ask("@2 info")
+        assert (info["id"], info["serve"], info["agent"].split("/")[0]) == \
+            ("2", True, "neighcheck-windows-agent")
+        flush = serving.ask("@3 flush 23 7")
+        elapsed = flush.pop("elapsed_us")
+        assert type(elapsed) is int and 0 <= elapsed < 20_000_000
+        assert flush == {"id": "3", "status": 87, "status_space": "win32"}
+        table = serving.ask("@t.4-x table 2")
+        assert (table["id"], table["status"], [e["address"] for e in table["entries"]]) == \
+            ("t.4-x", 0, ["198.51.100.7"])
+        assert type(table["elapsed_us"]) is int
+        # What a run of its own would exit 2 for: an error reply, and the agent goes on.
+        bad = serving.ask("@5 flush 2")
+        assert (bad["id"], bad["exit"], bad["error"]) == ("5", 2, "bad-argument")
+        for verb in ("lock 1 me", "serve"):  # both would read the request stream
+            refused = serving.ask(f"@6 {verb}")
+            assert (refused["exit"], refused["error"]) == (2, "bad-argument"), refused
+            assert "inside serve" in refused["detail"]
+        empty = serving.ask("@7")  # an id and no verb
+        assert (empty["id"], empty["exit"], empty["error"]) == ("7", 2, "bad-argument")
+        assert serving.ask("ping") == {"pong": True}  # no id asked, none given
+        badid = serving.ask("@a/b ping")
+        assert "id" not in badid and badid["exit"] == 2 and "request id" in badid["detail"]
+        # A blank line is no request: the reply that follows is the next request's.
+        flush = serving.ask("\n@8 flush 2 0")
+        assert (flush["id"], flush["status"]) == ("8", 0)
+        assert serving.end() == 0
+    finally:
+        serving.kill()
+    calls = [(c["family"], c["ifindex"]) for c in wine.read_log() if c["fn"] == "FlushIpNetTable2"]
+    assert calls[0] == (AF_INET6, 7), "the serve loop must hand the arguments over unchanged"

@@ -8,7 +8,9 @@ holds one table-driven test per rule). Every entry the judge looks at is one of:
 - static: planted with the agent's `add` (permanent). Out of scope: the same as seeded. In
   scope: the reference is silent (OBS-PERMANENT): recorded, never judged.
 - protected: entries the harness did not plant, in states live traffic cannot recreate
-  (permanent, noarp). Out of scope: they must survive. In scope: recorded.
+  (permanent, noarp), for a unicast address. Out of scope: they must survive. In scope: recorded.
+  (The kernel makes a NOARP entry for every multicast address it sends to, and garbage-collects
+  it when unused: those are live traffic's, below.)
 - anything else the harness did not plant (the SSH peer, multicast entries) may be re-learned
   by live traffic at any time: changes are reported, never judged.
 A call that fails must change none of the seeded, static or protected entries.
@@ -16,6 +18,7 @@ A call that fails must change none of the seeded, static or protected entries.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -95,17 +98,25 @@ def show(entries: list[Neighbor]) -> str:
 def protected(before: Table, planted: Planted) -> dict[Key, str]:
     """Entries the harness did not plant whose state live traffic cannot recreate."""
     return {k: (e.lladdr or "") for k, e in before.items()
-            if e.state in PROTECTED_STATES and k not in planted.seeded and k not in planted.static}
+            if e.state in PROTECTED_STATES and k not in planted.seeded and k not in planted.static
+            and not _multicast(k[2])}
+
+
+def _multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_multicast
+    except ValueError:
+        return False  # kept as the agent printed it: not ours to excuse
 
 
 def _survivor_problem(now: Neighbor | None, lladdr: str) -> str | None:
     """Why an entry that had to survive did not: gone, another lladdr, or made unusable."""
     if now is None:
         return "removed"
+    if now.state in NOT_LANDED_STATES:  # first: Linux drops the lladdr of a failed/incomplete entry
+        return f"moved to {now.state}"
     if (now.lladdr or "") != lladdr:
         return "changed link-layer address"
-    if now.state in NOT_LANDED_STATES:
-        return f"moved to {now.state}"
     return None
 
 
@@ -120,9 +131,17 @@ def _survivors(before: Table, after: Table, must_survive: Mapping[Key, str]) -> 
         now = after.get(key)
         problem = _survivor_problem(now, lladdr)
         if problem is not None:
-            out.setdefault(problem if not problem.startswith("moved") else "made unusable", []).append(
-                now if now is not None else _stand_in(before, key, lladdr))
+            out.setdefault(_grouped(problem), []).append(now if now is not None else _stand_in(before, key, lladdr))
     return out
+
+
+def _grouped(problem: str) -> str:
+    return "made unusable" if problem.startswith("moved") else problem
+
+
+def _verb(problem: str) -> str:
+    """'removed', 'made unusable', or 'changed link-layer address' after 'were'."""
+    return "given another link-layer address" if problem == "changed link-layer address" else problem
 
 
 def unplanted_changes(before: Table, after: Table, planted: Planted, guarded: Iterable[Key] = ()) -> dict:
@@ -201,22 +220,55 @@ def judge_unchanged(before: Table, after: Table, planted: Planted,
     return j
 
 
-def judge_durable(settled: Table, removed: Iterable[Key], kept: Mapping[Key, str],
-                  before: Table | None = None) -> Judgement:
-    """DURABLE, after the settle window: what the calls removed is still gone, and what they had
-    to leave (`kept`: the entries present and judged right after the last call) is still there,
-    unchanged and usable."""
+def judge_durable(before: Table, after: Table, settled: Table, planted: Planted,
+                  flushed: Iterable[Scope]) -> Judgement:
+    """DURABLE, after the settle window, against what the calls had to do (`flushed`: the
+    scopes of the calls that returned SUCCESS; a call that failed had to change nothing):
+    - seeded entries in a flushed scope are gone;
+    - every seeded, static and protected entry outside the flushed scopes is there, with its
+      link-layer address, usable;
+    - static and protected entries in a flushed scope (open: OBS-PERMANENT) that were there
+      and usable right after the calls still are.
+    Judged against the plan, not against the read right after the calls: a daemon quicker than
+    that read (a slow harness, a busy device) would otherwise hide in it. The reason says
+    which entries were already wrong right after the calls (the cases that judge the calls
+    themselves fail those too)."""
+    flushed = tuple(flushed)
+
+    def inside(key: Key) -> bool:
+        return any(s.contains(key[0], key[1]) for s in flushed)
+
     j = Judgement()
-    back = [settled[k] for k in removed if k in settled]
-    problems = _survivors(before or {}, settled, kept)
+    guard = protected(before, planted)
+    gone = [k for k in planted.seeded if inside(k)]
+    stay = {k: v for k, v in {**planted.seeded, **planted.static, **guard}.items() if not inside(k)}
+    stay.update({k: after[k].lladdr or "" for k in (*planted.static, *guard)
+                 if inside(k) and k in after and after[k].state not in NOT_LANDED_STATES})
+    back = [settled[k] for k in gone if k in settled and k not in after]
+    never = [settled[k] for k in gone if k in settled and k in after]
     if back:
         j.fail("DURABLE", f"{len(back)} entries the flush removed were back after the settle window "
                           f"({show(back)})")
-    for problem, entries in problems.items():
-        j.fail("DURABLE", f"{len(entries)} entries that had to stay were {problem} after the settle "
+    if never:
+        j.fail("DURABLE", f"{len(never)} seeded entries in the scope of a successful flush were there "
+                          f"after the settle window, as right after the calls ({show(never)})")
+    late: dict[str, list[Neighbor]] = {}
+    early: dict[str, list[Neighbor]] = {}
+    for key, lladdr in stay.items():
+        problem = _survivor_problem(settled.get(key), lladdr)
+        if problem is not None:
+            bucket = early if _survivor_problem(after.get(key), lladdr) else late
+            bucket.setdefault(_grouped(problem), []).append(settled.get(key) or _stand_in(before, key, lladdr))
+    for problem, entries in late.items():
+        j.fail("DURABLE", f"{len(entries)} entries that had to stay were {_verb(problem)} after the settle "
                           f"window ({show(entries)})")
+    for problem, entries in early.items():
+        j.fail("DURABLE", f"{len(entries)} entries that had to stay were {_verb(problem)} after the settle "
+                          f"window, as right after the calls ({show(entries)})")
     j.diff = {"back_after_settle": [e.to_dict() for e in back],
-              "lost_after_settle": [e.to_dict() for es in problems.values() for e in es]}
+              "never_removed": [e.to_dict() for e in never],
+              "lost_after_settle": [e.to_dict() for es in late.values() for e in es],
+              "lost_since_the_calls": [e.to_dict() for es in early.values() for e in es]}
     return j
 
 

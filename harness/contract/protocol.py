@@ -49,6 +49,7 @@ class StatusReply:
     space: str | None
     error: str | None = None  # e.g. "not-exported"
     detail: str | None = None
+    elapsed_us: int | None = None  # the API call's own time, measured on the device (extension)
 
     @property
     def outcome(self) -> Outcome:

@@ -41,10 +41,16 @@ STATUS_TABLE: dict[str, dict[int, tuple[str, Outcome]]] = {
 }
 
 
+def _is_int(raw: object) -> bool:
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
 def _code(raw: object) -> int | None:
-    if raw is None or isinstance(raw, bool) or not isinstance(raw, int):
+    """The unsigned 32-bit code, or None. A signed 32-bit NTSTATUS (-1073741811) is the same
+    code; a number outside 32 bits is no code at all (masking 2**32 would make it SUCCESS)."""
+    if not _is_int(raw) or not -(1 << 31) <= raw < (1 << 32):
         return None
-    return raw & 0xFFFFFFFF  # a signed 32-bit NTSTATUS (-1073741811) is the same code
+    return raw & 0xFFFFFFFF
 
 
 def space_of(code: int, space: str | None) -> str:
@@ -71,5 +77,5 @@ def describe(raw: int | None, space: str | None = None) -> str:
     """'0xC000000D (3221225485) STATUS_INVALID_PARAMETER' style text for reasons and reports."""
     code = _code(raw)
     if code is None:
-        return "no status"
+        return f"{raw} (not a 32-bit status code)" if _is_int(raw) else "no status"
     return f"0x{code:08X} ({code}) {code_name(code, space) or 'unknown code'}"

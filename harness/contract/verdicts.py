@@ -55,8 +55,13 @@ class CaseRecord:
     diff: dict[str, Any] | None = None
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    # The judged flush call's own time as the agent measured it on the device (the
+    # `elapsed_us` extension); None when the agent does not say. timings["flush"] is the
+    # harness's view of the same call: the round trip around it.
+    flush_elapsed_us: int | None = None
     evidence: str | None = None
     erratum: dict[str, Any] | None = None  # set when errata made a fail `known`
+    pcap: dict[str, Any] | None = None  # packet evidence kept for the case (harness/plugin/packets.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

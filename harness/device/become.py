@@ -2,7 +2,7 @@
 
 Everything the harness runs as the admin account goes through `sudo -n --`: every agent call
 (the agent factory), the device lock and cleanup's `ip -batch`. The non-admin account used for
-RET-ACCESS never does (`Agent.over` drops it): that account must meet the API as it is.
+RET-ACCESS never does (`make_agent(privileged=False)`): that account must meet the API as it is.
 `sudo -n` never prompts, so a sudo that wants a password fails at once instead of hanging a
 run; `check` tries `sudo -n true` once when a device is opened and turns a failure into one
 error that names the device, the account and the fix.

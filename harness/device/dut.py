@@ -13,15 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.contract.clauses import AF_INET, AF_INET6
-from harness.contract.clauses import FAMILY_NAMES, MAX_ENTRIES, STACK_NAME, STACK_OF
+from harness.contract.clauses import AF_INET, AF_INET6, MAX_ENTRIES, STACK_NAME, STACK_OF
 from harness.contract.judging import Planted as JudgedPlanted
 from harness.contract.judging import index
 from harness.contract.status import Outcome, describe
 from harness.device import become
-from harness.device.agent import Agent, make_agent
-from harness.device.dialect import dialect_for
-from harness.device.lock import DeviceLock
+from harness.device.agent import Agent, MultiDeleteRefused, gone, make_agent
+from harness.device.dialect import Dialect, dialect_for
+from harness.device.lock import DeviceLock, device_lock
 from harness.contract.protocol import Key, Neighbor, canonical_address
 from harness.errors import DeviceError, NeighcheckError, SeedingError, UsageError
 from harness.inventory import Device, Inventory, TestLink
@@ -32,8 +31,8 @@ from harness.traffic.seeding import (LinkTarget, SeedEntry, Seeder, address_plan
 from harness.waits import poll_until
 
 VERIFY_TIMEOUT = 5.0
+CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries (Linux)
 RESEND_ROUNDS = 2  # bounded re-sends of seeds that did not land (loss on the link)
-CLEANUP_ROUNDS = 3  # bounded read-and-delete rounds when removing planted entries
 # Cleanup where `ip` is busybox's: stdin lines "FAMILYFLAG ADDRESS INTERFACE"; its flush
 # prints what it removed on stdout (dropped), errors on stderr.
 BUSYBOX_DELETE = ('while read -r f a d; do ip "$f" neigh flush to "$a" dev "$d" nud all >/dev/null '
@@ -80,9 +79,23 @@ class Planted:
         return JudgedPlanted(self.entries, self.static)
 
 
+def find_interface(device: Device, interfaces: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The device interface called `name`. Windows compares adapter names without case (also
+    localized, non-ASCII ones), as Windows itself does; Linux names are exact."""
+    for iface in interfaces:
+        if iface.get("name") == name:
+            return iface
+    if device.os == "windows":
+        folded = name.casefold()
+        for iface in interfaces:
+            if str(iface.get("name")).casefold() == folded:
+                return iface
+    return None
+
+
 class DeviceUnderTest:
     def __init__(self, device: Device, inventory: Inventory, *, entries: int, seeder: Seeder,
-                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0):
+                 holder: str, lock_wait: float = 30.0, scale_entries: int = 0, serve: bool = True):
         self.device = device
         self.inventory = inventory
         self.entries_per_family = entries
@@ -90,8 +103,9 @@ class DeviceUnderTest:
         self.seeder = seeder
         self.holder = holder
         self.lock_wait = lock_wait
+        self.serve = serve  # serve mode where the agent offers it (--agent-mode)
         self.session = SshSession(device.name, device.ssh)
-        self.dialect = dialect_for(device)
+        self.dialect: Dialect | None = None  # the shell's, asked once the session is up
         self.agent: Agent | None = None
         self.lock: DeviceLock | None = None
         self.responder: Responder | None = None
@@ -105,16 +119,22 @@ class DeviceUnderTest:
         self._last_table: tuple[Neighbor, ...] | None = None  # the latest read, while current
         self._last_table_at = -1  # the agent's mutation count at that read
         self.delete_supported = True
+        self.multi_delete = True  # the agent takes several addresses per `delete`
+        self.cleanup_calls = 0  # agent calls spent removing planted entries
 
     # --- open / close --------------------------------------------------------------------
     def open(self) -> "DeviceUnderTest":
         self.session.connect()
         become.check(self.device, self.session)  # before the lock, which needs root too
-        self.lock = DeviceLock(self.session, self.dialect, self.holder, self.lock_wait,
-                               become.become_words(self.device))
+        self.dialect = dialect_for(self.device, self.session)
+        # The agent first: on Windows the built-in agent's `lock` verb holds the device lock.
+        # (Making it changes nothing on the device but, at most, an upload of a new build.)
+        self.agent = make_agent(self.device, self.session, self.inventory, serve=self.serve)
+        self.lock = device_lock(self.device, self.session, self.inventory, self.holder,
+                                self.lock_wait, agent=self.agent)
         self.lock.acquire()
-        self.agent = make_agent(self.device, self.session, self.inventory)
-        self.fingerprint = {"os": self.device.os, **self.agent.info()}
+        self.fingerprint = {"os": self.device.os, "shell": self.dialect.name, **self.agent.info()}
+        self.fingerprint["agent_mode"] = self.agent.mode
         self.stacks = self.agent.stacks()
         self.read_families = self._readable_families()
         self.interfaces = self.agent.interfaces()
@@ -168,21 +188,23 @@ class DeviceUnderTest:
         return 0 in self.read_families or family in self.read_families
 
     def _resolve(self, link: TestLink, slot: int) -> LinkUnderTest:
-        match = [i for i in self.interfaces if i.get("name") == link.device_if]
-        if not match:
+        iface = find_interface(self.device, self.interfaces, link.device_if)
+        if iface is None:
             names = ", ".join(str(i.get("name")) for i in self.interfaces)
             raise DeviceError(f"device {self.device.name!r}: test link interface {link.device_if!r} "
                               f"does not exist on the device (it has: {names})")
-        iface = match[0]
         mac = iface.get("mac")
         if not isinstance(mac, str):
             raise DeviceError(f"device {self.device.name!r}: interface {link.device_if!r} has no MAC")
         unplanted: dict[int, str] = {}
         usable = {}
+        reported = iface.get("families")  # protocol13.md item 1; absent: the device's stacks
         for family, address in ((AF_INET, link.device_v4), (AF_INET6, link.device_v6)):
             stack = STACK_OF[family]
             if not self.stacks.get(stack):
                 continue  # no such stack: nothing is expected (RET-NOSTACK-* judge the family)
+            if reported is not None and stack not in reported:
+                continue  # not on this interface (e.g. IPv6 unbound from the adapter): nothing expected
             where = f"{STACK_NAME[stack]} entries cannot be planted on {link.device_if}"
             if not self.readable(family):
                 unplanted[family] = f"{where}: the agent cannot read the {STACK_NAME[stack]} table"
@@ -195,6 +217,12 @@ class DeviceUnderTest:
         seeds = address_plan(slot, self.entries_per_family, target)
         statics = {(e.family, ifindex, e.address): e.lladdr for e in static_plan(slot, target)}
         return LinkUnderTest(link, slot, ifindex, target, seeds, statics, unplanted)
+
+    @property
+    def link_families(self) -> dict[int, frozenset[int]]:
+        """The families each test link's device interface has (and the device has a stack
+        for), by ifindex: seeded, or expected but not plantable (`unplanted`)."""
+        return {link.ifindex: link.families | frozenset(link.unplanted) for link in self.links}
 
     def close(self) -> None:
         """Remove what is still planted, stop the responder, release the lock, whatever fails
@@ -211,6 +239,8 @@ class DeviceUnderTest:
                 self.responder.stop()
         except Exception as exc:  # noqa: BLE001
             problems.append(f"responder: {exc}")
+        if self.agent is not None:
+            self.agent.close()
         if self.lock is not None:
             self.lock.release()
         self.session.close()
@@ -229,6 +259,7 @@ class DeviceUnderTest:
             why = "its connection dropped, and the device lock with it"
         elif self.session.timed_out:
             try:  # a hung agent call, or a device that went silent?
+                assert self.dialect is not None
                 self.session.run(self.dialect.liveness, timeout=self.device.ssh.connect_timeout)
                 self.session.timed_out = False
             except DeviceError as exc:
@@ -241,15 +272,19 @@ class DeviceUnderTest:
     # --- what cases use ------------------------------------------------------------------
     @contextmanager
     def unprivileged_agent(self):
-        """The same agent, called over a second session as the inventory's non-admin account."""
+        """The device's agent over a second session as the inventory's non-admin account, made
+        by the one factory: on Windows that account uploads and runs its own copy (a relative
+        upload_dir is in its own profile; the admin's profile is not readable to it)."""
         account = self.device.unprivileged
         if account is None:
             raise DeviceError(f"device {self.device.name!r}: no [device.unprivileged] account")
-        assert self.agent is not None
         session = SshSession(self.device.name, self.device.ssh, account)
         session.connect()
         try:
-            yield self.agent.over(session)
+            agent = make_agent(self.device, session, self.inventory, privileged=False)
+            if self.agent is not None:
+                agent.output_before_replies = self.agent.output_before_replies  # one record per device
+            yield agent
         finally:
             session.close()
 
@@ -261,11 +296,11 @@ class DeviceUnderTest:
         return max(int(i["index"]) for i in self.interfaces) + 1000
 
     def table(self) -> tuple[Neighbor, ...]:
-        """The device's whole readable table (one agent call where AF_UNSPEC reads work)."""
+        """The device's whole readable table (one agent call where AF_UNSPEC reads work; one
+        round trip for the families' reads in serve mode where it does not)."""
         assert self.agent is not None
         entries: list[Neighbor] = []
-        for family in self.read_families:
-            part = self.agent.table(family)
+        for family, part in zip(self.read_families, self.agent.tables(self.read_families)):
             if part.status.outcome is not Outcome.SUCCESS:
                 raise DeviceError(f"device {self.device.name!r}: `table {family}` returned "
                                   f"{describe(part.status.raw, part.status.space)}")
@@ -275,20 +310,26 @@ class DeviceUnderTest:
         return self._last_table
 
     def seed(self, count: int | None = None) -> Planted:
-        """Plant every link's seeds by traffic (`count` per family per link; default --entries)
-        and wait until the device shows all of them; then make sure the standing static entries
-        are there (planted once, re-added only when a flush took them)."""
+        """Make sure the standing static entries are there (planted once, re-added only when a
+        flush took them); then plant every link's seeds by traffic (`count` per family per
+        link; default --entries) and wait until the device shows all of them. The statics go
+        first so that the seeds' verification read, the case's "before", shows them too: a
+        read of the whole table again after them cost as much as the verification itself."""
         planted = Planted()
+        t0 = time.perf_counter()
+        if not self.fingerprint.get("static_entries"):
+            current = self._last_table if self._last_table_is_current() else None
+            self._plant_statics(index(current if current is not None else self.table()))
         self._last_table = None  # entries are about to appear: no earlier read is current
         plans = {link.ifindex: (link.plan(count) if count else link.seeds) for link in self.links}
         wanted: dict[Key, str] = {}
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         for link in self.links:
             keys = {link.key(s): s.lladdr for s in plans[link.ifindex]}
             wanted.update(keys)
             self._leftovers.update(keys)  # before sending: a send that fails may have planted some
             self.seeder.send(link.target, plans[link.ifindex])
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         resends, polls = 0, 0
         last: dict = {}
 
@@ -315,23 +356,26 @@ class DeviceUnderTest:
         if not poll_until(landed, timeout=VERIFY_TIMEOUT, delay=0.01, max_delay=0.25, backoff=2):
             raise SeedingError(self._shortfall(last["missing"], len(wanted),
                                                f"within {VERIFY_TIMEOUT:g} s after {resends} re-sends"))
-        t2 = time.perf_counter()
         table = last["table"]
-        if self._plant_statics(table):
-            table = index(self.table())  # the case's "before" shows the statics it judges
         planted.entries = wanted
         planted.static = {k: v for link in self.links for k, v in link.statics.items() if k in table}
         planted.before = tuple(table.values())
-        planted.timings = {"seed": t1 - t0, "verify": t2 - t1, "statics": time.perf_counter() - t2}
+        planted.timings = {"statics": t1 - t0, "seed": t2 - t1, "verify": time.perf_counter() - t2}
         return planted
+
+    def _last_table_is_current(self) -> bool:
+        """No agent call since the latest table read could have changed the table."""
+        return self._last_table is not None and self.agent is not None and \
+            self.agent.mutations == self._last_table_at
 
     def _plant_statics(self, table: dict[Key, Neighbor]) -> bool:
         """Add the static entries a flush took (or the first case's); True when any call ran.
-        An agent that cannot add them is recorded once (fingerprint) and not asked again."""
+        The calls go out together (one round trip in serve mode). An agent that cannot add
+        them is recorded once (fingerprint) and not asked again."""
         if self.fingerprint.get("static_entries"):
             return False
         assert self.agent is not None
-        added = False
+        calls: list[tuple] = []
         for link in self.links:
             for (family, ifindex, address), lladdr in link.statics.items():
                 now = table.get((family, ifindex, address))
@@ -339,16 +383,16 @@ class DeviceUnderTest:
                     continue
                 self._leftovers[(family, ifindex, address)] = lladdr
                 if now is not None:  # a stale copy (another lladdr or state): replace it
-                    self.agent.delete(family, ifindex, address)
-                reply = self.agent.add(family, ifindex, address, lladdr)
-                added = True
-                if reply.outcome is not Outcome.SUCCESS:
-                    why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
-                    self.fingerprint["static_entries"] = (
-                        f"not planted: `add {family} {ifindex} {address}` returned {why}")
-                    self._leftovers.pop((family, ifindex, address), None)
-                    return True
-        return added
+                    calls.append(("delete", family, ifindex, address))
+                calls.append(("add", family, ifindex, address, lladdr))
+        for call, reply in zip(calls, self.agent.statuses(calls)):
+            if call[0] == "add" and reply.outcome is not Outcome.SUCCESS:
+                _, family, ifindex, address, _ = call
+                why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
+                self.fingerprint.setdefault("static_entries",
+                                            f"not planted: `add {family} {ifindex} {address}` returned {why}")
+                self._leftovers.pop((family, ifindex, address), None)
+        return bool(calls)
 
     def _shortfall(self, missing: dict[int, list], wanted: int, when: str) -> str:
         total = sum(len(m) for m in missing.values())
@@ -357,45 +401,72 @@ class DeviceUnderTest:
                 f"{when}; first: {', '.join(first)}")
 
     def remove(self, keys: dict[Key, str]) -> None:
-        """Delete planted entries still on the device (a table read and one batch on Linux)."""
+        """Delete planted entries still on the device, only those the latest table read still
+        shows when that read is current. Linux: one `ip -batch`. Elsewhere the agent's
+        `delete` with several addresses per call: one call per family and interface (split
+        where a command line would grow too long); one call per address for an agent without
+        that extension. Every status but success or not-found is a cleanup failure."""
         if not keys:
             return
         self.ensure_held()
+        assert self.agent is not None and self.dialect is not None
         if self.device.os == "linux":
+            # One `ip -batch` over SSH: measured 5-15x faster than the agent's `delete` (one
+            # shim call per family and interface, each reading the table itself; README).
             self._remove_linux(keys)
-        elif self.delete_supported:
-            assert self.agent is not None
-            for family, ifx, addr in keys:
-                if self.agent.delete(family, ifx, addr).error == "not-exported":
-                    # Nothing else in the protocol can remove an entry: say so once, stop trying.
-                    self.delete_supported = False
-                    self.fingerprint["cleanup"] = "impossible: the agent cannot delete entries"
+            for key in keys:
+                self._leftovers.pop(key, None)
+            return
+        # The case's own last read (its snapshot after the flush) is trusted while current:
+        # only the harness adds entries, and it forgets that read whenever it does. A call that
+        # may have changed the table since (even one abandoned half-way, e.g. by Ctrl-C: it may
+        # still run on the device) makes it stale.
+        last = self._last_table if self._last_table_is_current() else None
+        present = {e.key for e in last} if last is not None else None
+        groups: dict[tuple[int, int], list[str]] = {}
+        for family, ifindex, address in keys:
+            if present is None or (family, ifindex, address) in present:
+                groups.setdefault((family, ifindex), []).append(address)
+        failed: list[str] = []
+        done: set[Key] = {k for k in keys if present is not None and k not in present}
+        for (family, ifindex), addresses in sorted(groups.items()):
+            for chunk in self._delete_chunks(family, ifindex, sorted(addresses)):
+                if not self.delete_supported:
                     break
+                for address, reply in self._delete(family, ifindex, chunk).items():
+                    if gone(reply):
+                        done.add((family, ifindex, address))
+                    elif reply.error != "not-exported":
+                        failed.append(f"{address} on {self._name(ifindex)}: "
+                                      f"{reply.error or describe(reply.raw, reply.space)}")
         for key in keys:
-            self._leftovers.pop(key, None)
+            if key in done or not self.delete_supported:
+                self._leftovers.pop(key, None)
+        if failed:
+            raise DeviceError(f"device {self.device.name!r}: cleanup failed for {len(failed)} planted "
+                              f"entries, e.g. {'; '.join(failed[:3])}")
 
     def _remove_linux(self, keys: dict[Key, str]) -> None:
         # `ip neigh del` exits at the first entry that is not there, -force or not (iproute2
         # 6.1), and a case's flush has usually removed some: delete only what the table
         # still shows, and read again in case an entry vanished between read and delete.
-        # The first round trusts the case's own last read (its snapshot after the flush):
-        # only the harness adds entries, and it forgets that read whenever it does.
+        # The first round trusts the case's own last read (see remove).
         names = {int(i["index"]): i["name"] for i in self.interfaces}
         wanted = {(family, ifx, canonical_address(addr)) for family, ifx, addr in keys if ifx in names}
-        # A call that may have changed the table since (even one abandoned half-way, e.g. by
-        # Ctrl-C: it may still run on the device) makes that read stale.
-        last = self._last_table if self.agent and self.agent.mutations == self._last_table_at else None
+        last = self._last_table if self._last_table_is_current() else None
         for _ in range(CLEANUP_ROUNDS):
             table, last = (last if last is not None else self.table()), None
             present = sorted(wanted & {e.key for e in table})
             if not present:
                 return
+            self.cleanup_calls += 1
             result = self._delete_linux(present, names)
+            self._last_table = None  # not an agent call: the mutation count does not show it
             if result.exit_status == 0:
                 return  # ip ran every line: all deleted (a batch stops at its first failure)
             problems = [line for line in result.stderr.decode(errors="replace").splitlines()
                         if line.strip() and "No such file or directory" not in line]
-            if result.exit_status != 0 and problems:
+            if problems:
                 raise DeviceError(f"device {self.device.name!r}: cleanup failed: {'; '.join(problems[:3])}")
         raise DeviceError(f"device {self.device.name!r}: cleanup failed: {len(present)} planted entries "
                           f"still on the device after {CLEANUP_ROUNDS} rounds, e.g. "
@@ -412,6 +483,45 @@ class DeviceUnderTest:
                                     stdin=lines.encode())
         lines = "".join(f"neigh del {addr} dev {names[ifx]}\n" for _, ifx, addr in present)
         return self.session.run(become.as_admin(self.device, "ip -batch -"), stdin=lines.encode())
+
+    def _delete_chunks(self, family: int, ifindex: int, addresses: list[str]) -> list[list[str]]:
+        """The addresses split so that each `delete` command line fits the device's shell."""
+        assert self.agent is not None and self.dialect is not None
+        budget = self.dialect.line_budget - len(self.agent.command_line("delete", family, ifindex))
+        chunks: list[list[str]] = [[]]
+        used = 0
+        for address in addresses:
+            need = self.dialect.word_length(address)
+            if chunks[-1] and used + need > budget:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(address)
+            used += need
+        return [c for c in chunks if c]
+
+    def _delete(self, family: int, ifindex: int, addresses: list[str]) -> dict[str, Any]:
+        """address -> StatusReply; one call, or one per address for an agent without the
+        multi-address extension; stops trying when the agent cannot delete at all."""
+        assert self.agent is not None
+        replies: dict[str, Any] = {}
+        if self.multi_delete:
+            self.cleanup_calls += 1
+            try:
+                replies = self.agent.delete_many(family, ifindex, addresses)
+            except MultiDeleteRefused:
+                self.multi_delete = False  # say so once; one call per address from now on
+                self.fingerprint["cleanup"] = "one agent call per entry (no multi-address delete)"
+        if not replies:
+            for address in addresses:
+                self.cleanup_calls += 1
+                replies[address] = reply = self.agent.delete(family, ifindex, address)
+                if reply.error == "not-exported":
+                    break
+        if any(r.error == "not-exported" for r in replies.values()):
+            # Nothing else in the protocol can remove an entry: say so once, stop trying.
+            self.delete_supported = False
+            self.fingerprint["cleanup"] = "impossible: the agent cannot delete entries"
+        return replies
 
     def _name(self, ifindex: int) -> str:
         return next((str(i["name"]) for i in self.interfaces if int(i["index"]) == ifindex), str(ifindex))

@@ -48,6 +48,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.hostlock import host_lock
 from harness.inventory import LAB_SUDO_USER, Device, Inventory, TestLink, lab_bystander_addresses
+from harness.lab import sysctls
 
 SSHD = "/usr/sbin/sshd"
 DEVICE_AUTHORIZED_KEYS = "/run/lock/nck-authorized_keys"  # inside the device's mount namespace
@@ -56,11 +57,6 @@ SUDO_UID = 64998  # LAB_SUDO_USER, on devices with lab.root_login = false
 SUDO = "/usr/bin/sudo"
 # Values large enough for 16,384 entries per family on every link of several devices.
 GC_THRESHOLDS = {"gc_thresh1": 262144, "gc_thresh2": 524288, "gc_thresh3": 1048576}
-SYSCTL_ROOT = Path("/proc/sys")
-
-
-def _sysctl_path(name: str) -> Path:
-    return SYSCTL_ROOT / name.replace(".", "/")
 
 
 def gc_sysctls() -> list[str]:
@@ -180,7 +176,7 @@ class Lab:
         try:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
-            return {"devices": {}, "sysctls": {}, "created_dirs": []}
+            return {"devices": {}, "created_dirs": []}
         except (OSError, ValueError) as exc:
             raise UsageError(f"lab: state file {self.state_file} is unreadable ({exc}); "
                              "remove it and run `neighcheck lab down` again") from None
@@ -212,7 +208,7 @@ class Lab:
         started = []
         with self._locked():
             state = self._load_state()
-            self._raise_host_sysctls(state)
+            sysctls.raise_for(self.dir, HOST_SYSCTLS)
             self._client_key(state)
             for device in devices:
                 if device.lab is None:
@@ -228,18 +224,6 @@ class Lab:
             if device.name in started:
                 self._wait_ssh(device)
         return started
-
-    def _raise_host_sysctls(self, state: dict) -> None:
-        for name, wanted in HOST_SYSCTLS.items():
-            path = _sysctl_path(name)
-            current = int(path.read_text())
-            if current < wanted and name not in state["sysctls"]:
-                # Record (once) and restore at down only what this lab changed: a value that
-                # was already high enough belongs to someone else.
-                state["sysctls"][name] = current
-            if current < wanted:
-                path.write_text(str(wanted))
-        self._save_state(state)
 
     def _client_key(self, state: dict) -> Path:
         key = self.dir / "id_ed25519"
@@ -282,8 +266,10 @@ class Lab:
 
     def _start_wine(self, device: Device, ddir: Path, record: dict, state: dict) -> None:
         """A Windows lab device is Wine in the namespace: its own prefix (a hard-linked clone of
-        a cached template) and a persistent wineserver started inside the namespace before any
-        SSH session, so Wine's services (which answer the network queries) live there."""
+        a cached template) with nck-sshexec in it (how its Linux sshd hands commands to Wine's
+        cmd.exe, see harness/lab/sshexec.c), and a persistent wineserver started inside the
+        namespace before any SSH session, so Wine's services (which answer the network
+        queries) live there."""
         from harness.lab import wine as winelab
         from harness.paths import cache_dir
         winelab.require_wine()
@@ -293,6 +279,9 @@ class Lab:
         winelab.clone_prefix(template, prefix)
         record["wine_prefix"] = str(prefix)
         self._save_state(state)
+        # cmd.exe as Windows OpenSSH runs it, for the device's `launcher` (sshexec.c)
+        from harness.lab import sshexec
+        record["sshexec"] = str(sshexec.install(prefix, sshexec.build(cache_dir() / "sshexec")))
         record["wineserver_pid"] = winelab.start_wineserver(device.netns, prefix)
         self._save_state(state)
 
@@ -563,8 +552,7 @@ class Lab:
                 device = next((d for d in self.inventory.lab_devices if d.name == name), None)
                 if self._teardown(name, device, state):
                     removed.append(name)
-            for name, value in state.get("sysctls", {}).items():
-                _sysctl_path(name).write_text(str(value))
+            sysctls.release(self.dir)  # the last lab on the host restores the originals
             self._remove_lab_files()
         return removed
 
@@ -633,8 +621,9 @@ class Lab:
         links = {device.lab.mgmt_harness_if: _link_exists(device.lab.mgmt_harness_if)} if device.lab else {}
         links.update({link.harness_if: _link_exists(link.harness_if) for link in device.links})
         sshd = _pid_alive(record.get("sshd_pid"), ddir)
-        if device.os == "windows":  # its Wine services must be up too
-            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver")
+        if device.os == "windows":  # its Wine services must be up too, and its nck-sshexec there
+            sshd = sshd and _pid_alive(record.get("wineserver_pid"), "wineserver") and \
+                Path(record.get("sshexec") or "/nonexistent").is_file()
         present = _namespaces()
         netns = device.netns in present and all(n in present for n in extra_namespaces(device))
         return DeviceStatus(device.name, netns, sshd, links)

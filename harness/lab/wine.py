@@ -71,6 +71,9 @@ def wine_env(prefix_dir: Path, base: dict[str, str] | None = None) -> dict[str, 
         WINEARCH="win64",
         WINEDEBUG="-all",  # also silences Debian's "wine32 is missing" hint
         WINEDLLOVERRIDES=DLL_OVERRIDES,
+        # Wine reads Unix arguments in the locale's code set: UTF-8, as Windows OpenSSH reads
+        # an exec request (an SSH session has no LANG of its own)
+        LC_ALL="C.UTF-8",
     )
     return env
 

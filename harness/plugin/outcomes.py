@@ -83,6 +83,12 @@ def short_repr(record: CaseRecord, report):
     return report.longrepr
 
 
+def evidence_path(evidence_dir: Path, device: str, case_name: str, suffix: str) -> Path:
+    """Where a case's evidence file of one kind goes (.json; .pcapng for its packets)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in case_name)
+    return evidence_dir / device / f"{name}{suffix}"
+
+
 class Case:
     """What a conformance case uses to record timings, evidence and its verdict."""
 
@@ -133,17 +139,20 @@ class Case:
             self.record.timings[phase] = self.record.timings.get(phase, 0.0) + time.perf_counter() - t0
 
     def status(self, reply) -> None:
+        """The judged flush call's reply: its status, and its own time on the device."""
         self.record.status_raw = reply.raw
         self.record.status_space = reply.space
         self.record.outcome = reply.outcome.value
+        self.record.flush_elapsed_us = reply.elapsed_us
+        if reply.elapsed_us is not None and isinstance(self.evidence.get("call"), dict):
+            self.evidence["call"]["elapsed_us"] = reply.elapsed_us
         if reply.error:
             self.evidence["agent_error"] = {"error": reply.error, "detail": reply.detail}
 
     def _finish(self) -> None:
         self.record.duration_s = time.perf_counter() - self._t0
         t0 = time.perf_counter()
-        name = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.record.name)
-        path = self.evidence_dir / self.record.device / f"{name}.json"
+        path = evidence_path(self.evidence_dir, self.record.device, self.record.name, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.evidence["case"] = {k: v for k, v in self.record.to_dict().items() if k != "evidence"}
         if self._device_output is not None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 ETH_P_ALL = 0x0003
@@ -96,7 +98,7 @@ def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
 # fills in the rest per link and per entry). Constants, not built at run time: importing
 # scapy's inet6 layer costs 0.5-1 s in every process and xdist worker, more than the rest of a
 # small suite run. tests/test_packets.py checks them against scapy byte for byte.
-_TEMPLATES = {
+TEMPLATES: Mapping[str, bytes] = MappingProxyType({
     "arp_request": bytes.fromhex("0000000000000000000000000806000108000604000100000000000000000000"
                                  "00000000000000000000"),
     "arp_reply": bytes.fromhex("0000000000000000000000000806000108000604000200000000000000000000"
@@ -108,13 +110,9 @@ _TEMPLATES = {
     "na": bytes.fromhex("00000000000000000000000086dd6000000000203aff00000000000000000000"
                         "00000000000000000000000000000000000000000000880015a4600000000000"
                         "00000000000000000000000000000201000000000000"),
-}
-assert len(_TEMPLATES["arp_request"]) == len(_TEMPLATES["arp_reply"]) == ARP_FRAME_LEN
-assert len(_TEMPLATES["ns"]) == len(_TEMPLATES["na"]) == ND_FRAME_LEN
-
-
-def _templates() -> dict[str, bytes]:
-    return _TEMPLATES
+})
+assert len(TEMPLATES["arp_request"]) == len(TEMPLATES["arp_reply"]) == ARP_FRAME_LEN
+assert len(TEMPLATES["ns"]) == len(TEMPLATES["na"]) == ND_FRAME_LEN
 
 
 def _nd_frame_with_checksum(template: bytes, eth_dst: bytes, eth_src: bytes, ip_src: bytes,
@@ -138,7 +136,7 @@ class ArpSeedBuilder:
     _layout = struct.Struct("6s6s10s6s4s10s").pack
 
     def __init__(self, device_mac: str, device_v4: str) -> None:
-        t = _templates()["arp_request"]
+        t = TEMPLATES["arp_request"]
         self._eth_dst = mac_bytes(device_mac)
         self._fixed = t[12:_ARP_SHA.start]                       # ethertype .. opcode
         self._tail = t[_ARP_THA] + socket.inet_aton(device_v4)  # THA zero, TPA = device
@@ -154,7 +152,7 @@ class NsSeedBuilder:
     _layout = struct.Struct("!6s6s10s16s18sH22s6s").pack
 
     def __init__(self, device_mac: str, device_v6: str) -> None:
-        t = _templates()["ns"]
+        t = TEMPLATES["ns"]
         dev6 = socket.inet_pton(socket.AF_INET6, device_v6)
         self._eth_dst = mac_bytes(device_mac)
         self._ip_fixed = t[12:_IP6_SRC.start]           # ethertype, version .. hop limit
@@ -226,7 +224,7 @@ def parse_neighbor_solicit(frame: bytes) -> NeighborSolicit | None:
 
 def arp_reply(request: ArpRequest, seed_mac: bytes) -> bytes:
     """"TARGET is at SEED_MAC", sent straight back to the asker."""
-    t = _templates()["arp_reply"]
+    t = TEMPLATES["arp_reply"]
     return (request.sender_mac + seed_mac + t[12:_ARP_SHA.start] + seed_mac + request.target_v4
             + request.sender_mac + request.sender_v4)
 
@@ -234,5 +232,5 @@ def arp_reply(request: ArpRequest, seed_mac: bytes) -> bytes:
 def neighbor_advert(solicit: NeighborSolicit, seed_mac: bytes) -> bytes:
     """Solicited + Override NA for solicit.target_v6 with a target link-layer option, sent to
     the soliciting node (unicast, as RFC 4861 §7.2.4 asks for a non-DAD solicitation)."""
-    return _nd_frame_with_checksum(_templates()["na"], solicit.eth_src, seed_mac,
+    return _nd_frame_with_checksum(TEMPLATES["na"], solicit.eth_src, seed_mac,
                                    solicit.target_v6, solicit.src_v6, solicit.target_v6, seed_mac)

@@ -131,6 +131,14 @@ class VerifyResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Landing:
+    """How a wait for seeds to land ended: table reads, seconds, seeds still missing (why)."""
+    polls: int
+    seconds: float
+    missing: list[tuple[SeedEntry, str]]
+
+
 # --- the address plan ---------------------------------------------------------------------
 
 
@@ -381,12 +389,9 @@ _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 
 
-def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
-    """The interface index of `ifname` if it may carry test traffic and can; raise otherwise.
-
-    Checks through the kernel of the calling thread's network namespace (ioctl, not /sys, which
-    shows the namespace sysfs was mounted in).
-    """
+def ensure_test_link(ifname: str, allowed: Iterable[str]) -> None:
+    """Raise unless `ifname` is an inventory test link (the one rule for which interfaces the
+    harness sends test traffic on, answers on, or captures)."""
     if ifname not in allowed:
         raise LinkNotAllowed(
             f"refusing to send test traffic on interface {ifname!r}: it is not a test link of "
@@ -394,6 +399,15 @@ def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
             f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
     if not ifname or len(ifname.encode()) > 15 or "/" in ifname:
         raise UsageError(f"test link {ifname!r} is not a valid interface name")
+
+
+def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
+    """The interface index of `ifname` if it may carry test traffic and can; raise otherwise.
+
+    Checks through the kernel of the calling thread's network namespace (ioctl, not /sys, which
+    shows the namespace sysfs was mounted in).
+    """
+    ensure_test_link(ifname, allowed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             ifreq = fcntl.ioctl(probe, _SIOCGIFFLAGS, struct.pack("16sH", ifname.encode(), 0))
@@ -430,6 +444,23 @@ _ENOBUFS_GIVE_UP = 5.0
 _PARALLEL_MIN = 2048
 
 
+def seed_frames(link: LinkTarget, entries: Sequence[SeedEntry]) -> list[bytes]:
+    """The seeding frame of each entry on `link`: its IPv4 entries' ARP requests, then its IPv6
+    entries' Neighbor Solicitations (each family in the order given)."""
+    frames: list[bytes] = []
+    v4 = [e for e in entries if e.family == AF_INET]
+    if v4:
+        arp = ArpSeedBuilder(link.device_mac, link.device_v4).frame
+        aton = socket.inet_aton
+        frames += [arp(mac_bytes(e.lladdr), aton(e.address)) for e in v4]
+    v6 = [e for e in entries if e.family == AF_INET6]
+    if v6:
+        ns = NsSeedBuilder(link.device_mac, link.device_v6).frame
+        pton, af6 = socket.inet_pton, socket.AF_INET6
+        frames += [ns(mac_bytes(e.lladdr), pton(af6, e.address)) for e in v6]
+    return frames
+
+
 class Seeder:
     """Sends seeding frames on allowlisted test links, raw sockets per link (reused).
 
@@ -451,6 +482,10 @@ class Seeder:
         self._workers = 1 if pace else max(1, workers or min(2, os.cpu_count() or 1))
         self._sockets: dict[str, list[socket.socket]] = {}
 
+    @property
+    def workers(self) -> int:
+        return self._workers
+
     def send(self, link: LinkTarget, entries: Sequence[SeedEntry]) -> SendStats:
         """Send one seeding frame per entry; seconds covers frame building and sending."""
         check_test_link(link.harness_if, self._allowed)
@@ -459,7 +494,7 @@ class Seeder:
         sockets = self._link_sockets(link.harness_if, shards)
         start = time.perf_counter()
         if shards == 1:
-            retries = self._send_all(sockets[0], self._frames(link, entries))
+            retries = self._send_all(sockets[0], seed_frames(link, entries))
         else:
             retries = self._send_sharded(link, entries, sockets)
         return SendStats(len(entries), time.perf_counter() - start, retries)
@@ -478,7 +513,7 @@ class Seeder:
 
         def work(index: int) -> None:
             try:
-                frames = self._frames(link, entries[index::shards])
+                frames = seed_frames(link, entries[index::shards])
                 results[index] = self._send_all(sockets[index], frames)
             except BaseException as exc:  # handed to the caller's thread below
                 results[index] = exc
@@ -506,21 +541,6 @@ class Seeder:
         if AF_INET6 in families and not link.device_v6:
             raise UsageError(f"{link.name}: IPv6 seeds need the device's IPv6 "
                              f"address on the link")
-
-    @staticmethod
-    def _frames(link: LinkTarget, entries: Sequence[SeedEntry]) -> list[bytes]:
-        frames: list[bytes] = []
-        v4 = [e for e in entries if e.family == AF_INET]
-        if v4:
-            arp = ArpSeedBuilder(link.device_mac, link.device_v4).frame
-            aton = socket.inet_aton
-            frames += [arp(mac_bytes(e.lladdr), aton(e.address)) for e in v4]
-        v6 = [e for e in entries if e.family == AF_INET6]
-        if v6:
-            ns = NsSeedBuilder(link.device_mac, link.device_v6).frame
-            pton, af6 = socket.inet_pton, socket.AF_INET6
-            frames += [ns(mac_bytes(e.lladdr), pton(af6, e.address)) for e in v6]
-        return frames
 
     def _send_all(self, sock: socket.socket, frames: list[bytes]) -> int:
         if self._pace:
@@ -603,10 +623,11 @@ def missing_seeds(table: Iterable[Neighbor] | Mapping[Key, Neighbor], ifindex: i
     return missing
 
 
-def verify_present(read_table: Callable[[], Iterable[Neighbor]], ifindex: int,
-                   seeds: Sequence[SeedEntry], *, timeout: float = 5.0) -> VerifyResult:
-    """Poll read_table until every seed landed on `ifindex` (missing_seeds); SeedingError
-    naming the shortfall after `timeout`."""
+def wait_landed(read_table: Callable[[], Iterable[Neighbor]], ifindex: int,
+                seeds: Sequence[SeedEntry], *, timeout: float = 5.0, delay: float = 0.02,
+                max_delay: float = 0.5) -> Landing:
+    """Poll read_table (delay doubling up to max_delay) until every seed landed on `ifindex`
+    (missing_seeds) or `timeout` passed; what was still missing at the end, never an error."""
     start = time.monotonic()
     polls, missing = 0, []
 
@@ -616,9 +637,18 @@ def verify_present(read_table: Callable[[], Iterable[Neighbor]], ifindex: int,
         missing = missing_seeds(read_table(), ifindex, seeds)
         return not missing
 
-    if not poll_until(landed, timeout=timeout, delay=0.02, max_delay=0.5, backoff=2):
-        first = ", ".join(f"{e.address} ({why})" for e, why in missing[:5])
+    poll_until(landed, timeout=timeout, delay=delay, max_delay=max_delay, backoff=2)
+    return Landing(polls, time.monotonic() - start, missing)
+
+
+def verify_present(read_table: Callable[[], Iterable[Neighbor]], ifindex: int,
+                   seeds: Sequence[SeedEntry], *, timeout: float = 5.0) -> VerifyResult:
+    """Poll read_table until every seed landed on `ifindex` (missing_seeds); SeedingError
+    naming the shortfall after `timeout`."""
+    landing = wait_landed(read_table, ifindex, seeds, timeout=timeout)
+    if landing.missing:
+        first = ", ".join(f"{e.address} ({why})" for e, why in landing.missing[:5])
         raise SeedingError(
-            f"{len(missing)} of {len(seeds)} seeded entries missing on ifindex {ifindex} "
-            f"after {time.monotonic() - start:.1f} s ({polls} polls); first: {first}")
-    return VerifyResult(polls, time.monotonic() - start)
+            f"{len(landing.missing)} of {len(seeds)} seeded entries missing on ifindex {ifindex} "
+            f"after {landing.seconds:.1f} s ({landing.polls} polls); first: {first}")
+    return VerifyResult(landing.polls, landing.seconds)

@@ -110,9 +110,10 @@ class Reply:
     the stand-in recorded (in order; DllMain first)."""
 
     returncode: int
-    reply: dict[str, Any]
+    reply: dict[str, Any]  # without elapsed_us
     log: list[dict[str, Any]]
     stdout: bytes
+    elapsed_us: int | None = None  # the API call's own time, when the reply said (issue 15)
 
     def calls(self, function: str) -> list[dict[str, Any]]:
         return [entry for entry in self.log if entry["fn"] == function]
@@ -120,6 +121,14 @@ class Reply:
     @property
     def loaded_from(self) -> list[str]:
         return [entry["path"] for entry in self.log if entry["fn"] == "DllMain"]
+
+
+def untimed(reply: dict[str, Any]) -> int | None:
+    """Take `elapsed_us` (the API call's own time, a protocol extension) out of a reply, after
+    checking it is a plausible number of microseconds; None when the reply had none."""
+    elapsed = reply.pop("elapsed_us", None)
+    assert elapsed is None or (type(elapsed) is int and 0 <= elapsed < CALL_TIMEOUT_S * 1e6), elapsed
+    return elapsed
 
 
 def row_address(call: dict[str, Any]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -194,7 +203,8 @@ class StandinWine:
             f"not one ASCII JSON line: {out!r} (stderr: {proc.stderr[-300:]!r})"
         reply = json.loads(out)
         assert isinstance(reply, dict), out
-        return Reply(proc.returncode, reply, self.read_log(), proc.stdout)
+        elapsed = untimed(reply)
+        return Reply(proc.returncode, reply, self.read_log(), proc.stdout, elapsed)
 
     def popen(self, dll: Path, exe: Path, *args: str | int) -> subprocess.Popen:
         """Start `exe args` with a stdin pipe (the lock verb holds until stdin closes)."""

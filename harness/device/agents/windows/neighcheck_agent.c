@@ -99,6 +99,154 @@ typedef VOID(WINAPI *FreeMibTableFn)(PVOID);
 typedef LONG(WINAPI *RtlGetVersionFn)(PRTL_OSVERSIONINFOW);
 typedef const char *(CDECL *WineGetVersionFn)(void);
 
+/* ---- serve mode: replies collected per request -------------------------------------- */
+/* `serve` (a protocol extension) answers requests read from stdin, one per line, with one
+   JSON line each that carries the request's id. Every verb prints its reply through printf,
+   fputs and putchar on stdout; in serve mode the macros below collect that output in memory
+   so that serve_emit can write it as one line with the id spliced in. Per call nothing
+   changes: the output goes straight to stdout. */
+#define SERVE_ID_MAX 64
+static BOOL g_serving;
+static char *g_out;            /* the reply being collected */
+static size_t g_out_len, g_out_cap;
+static BOOL g_out_failed;      /* out of memory while collecting */
+static BOOL g_emitted;         /* this request's reply is written */
+static char g_request_id[SERVE_ID_MAX + 1];
+/* The API call's own time (QueryPerformanceCounter around it), for "elapsed_us". */
+static LARGE_INTEGER g_api_t0, g_api_t1;
+
+static void out_bytes(const char *data, size_t len)
+{
+    if (g_out_failed)
+        return;
+    if (g_out_len + len + 1 > g_out_cap) {
+        size_t cap = g_out_cap ? g_out_cap : 4096;
+        char *grown;
+        while (cap < g_out_len + len + 1)
+            cap *= 2;
+        grown = realloc(g_out, cap);
+        if (!grown) {
+            g_out_failed = TRUE;
+            return;
+        }
+        g_out = grown;
+        g_out_cap = cap;
+    }
+    memcpy(g_out + g_out_len, data, len);
+    g_out_len += len;
+}
+
+static int reply_vprintf(const char *fmt, va_list ap)
+{
+    char small[512];
+    int n;
+    va_list again;
+    if (!g_serving)
+        return vprintf(fmt, ap);
+    va_copy(again, ap);
+    n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n >= (int)sizeof small) {
+        char *big = malloc((size_t)n + 1);
+        if (big) {
+            vsnprintf(big, (size_t)n + 1, fmt, again);
+            out_bytes(big, (size_t)n);
+            free(big);
+        } else {
+            g_out_failed = TRUE;
+        }
+    } else if (n > 0) {
+        out_bytes(small, (size_t)n);
+    }
+    va_end(again);
+    return n;
+}
+
+static int reply_printf(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = reply_vprintf(fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+static int reply_fputs(const char *text, FILE *stream)
+{
+    if (!g_serving || stream != stdout)
+        return fputs(text, stream);
+    out_bytes(text, strlen(text));
+    return 0;
+}
+
+static int reply_putchar(int c)
+{
+    char ch = (char)c;
+    if (!g_serving)
+        return putchar(c);
+    out_bytes(&ch, 1);
+    return c;
+}
+
+#define printf reply_printf
+#define fputs reply_fputs
+#define putchar reply_putchar
+
+/* Write this request's reply as one line: {"id": "ID", ["exit": N, ] ...the reply's
+   members}. `code` is what the request's own run would have exited with. */
+static void serve_emit(int code)
+{
+    size_t len = g_out_len, body_len;
+    const char *body; /* the reply's members: what is between its braces */
+    if (!g_serving || g_emitted)
+        return;
+    g_emitted = TRUE;
+    while (len > 0 && (g_out[len - 1] == '\n' || g_out[len - 1] == '\r'))
+        len--;
+    if (!g_out_failed && len >= 2 && g_out[0] == '{' && g_out[len - 1] == '}') {
+        body = g_out + 1;
+        body_len = len - 2;
+        while (body_len > 0 && *body == ' ') {
+            body++;
+            body_len--;
+        }
+    } else {
+        body = g_out_failed ? "\"status\": null, \"error\": \"out-of-memory\", \"detail\": "
+                              "\"the reply did not fit in memory\""
+                            : "\"status\": null, \"error\": \"no-reply\", \"detail\": "
+                              "\"the verb printed no JSON object\"";
+        body_len = strlen(body);
+        if (code == 0)
+            code = EXIT_CRASH;
+    }
+    fwrite("{", 1, 1, stdout);
+    if (g_request_id[0])
+        fprintf(stdout, "\"id\": \"%s\"%s", g_request_id, body_len || code ? ", " : "");
+    if (code)
+        fprintf(stdout, "\"exit\": %d%s", code, body_len ? ", " : "");
+    fwrite(body, 1, body_len, stdout);
+    fwrite("}\n", 1, 2, stdout);
+    fflush(stdout);
+}
+
+static void api_timer_start(void) { QueryPerformanceCounter(&g_api_t0); }
+static void api_timer_stop(void) { QueryPerformanceCounter(&g_api_t1); }
+
+/* "elapsed_us": the API call's own time, measured on the device. */
+static void json_elapsed(void)
+{
+    LARGE_INTEGER frequency;
+    unsigned long long ticks = (unsigned long long)(g_api_t1.QuadPart - g_api_t0.QuadPart);
+    if (!QueryPerformanceFrequency(&frequency) || frequency.QuadPart <= 0)
+        return;
+    printf(", \"elapsed_us\": %llu",
+           ticks / (unsigned long long)frequency.QuadPart * 1000000ull +
+               ticks % (unsigned long long)frequency.QuadPart * 1000000ull /
+                   (unsigned long long)frequency.QuadPart);
+}
+
+static int serve(void);
+
 /* ---- JSON output ------------------------------------------------------------------- */
 
 static void json_char(unsigned int c)
@@ -281,6 +429,7 @@ static BOOL parse_lladdr(const wchar_t *s, UCHAR *out, ULONG *len)
 
 static void reply_complete(void)
 {
+    serve_emit(0); /* out now: a fault while freeing must not lose it */
     fflush(stdout);
     g_reply_complete = TRUE;
 }
@@ -514,13 +663,17 @@ static int verb_table(ADDRESS_FAMILY family)
 
     if (!get_table)
         return not_exported("GetIpNetTable2");
+    api_timer_start();
     api_status = get_table(family, &table);
+    api_timer_stop();
     /* ERROR_NOT_FOUND is how GetIpNetTable2 says "no entries": an empty table, not a
        failure. The raw code stays in api_status. */
     status = api_status == ERROR_NOT_FOUND ? NO_ERROR : api_status;
     if (api_status != NO_ERROR && api_status != ERROR_NOT_FOUND)
         table = NULL; /* never trust (or free) what a failed call left there */
-    printf("{\"status\": %lu, \"status_space\": \"win32\", ", (unsigned long)status);
+    printf("{\"status\": %lu, \"status_space\": \"win32\"", (unsigned long)status);
+    json_elapsed();
+    fputs(", ", stdout);
     if (api_status != status)
         printf("\"api_status\": %lu, ", (unsigned long)api_status);
     fputs("\"entries\": [", stdout);
@@ -554,8 +707,12 @@ static int verb_flush(ADDRESS_FAMILY family, NET_IFINDEX ifindex)
     DWORD status;
     if (!flush)
         return not_exported(FLUSH_EXPORT);
+    api_timer_start();
     status = flush(family, ifindex);
-    printf("{\"status\": %lu, \"status_space\": \"win32\"}\n", (unsigned long)status);
+    api_timer_stop();
+    printf("{\"status\": %lu, \"status_space\": \"win32\"", (unsigned long)status);
+    json_elapsed();
+    fputs("}\n", stdout);
     return 0;
 }
 
@@ -787,7 +944,7 @@ static int verb_info(void)
     json_tristate(nco);
     fputs(", \"wine\": ", stdout);
     json_wine_version();
-    fputs("}\n", stdout);
+    fputs(", \"serve\": true}\n", stdout);
     return 0;
 }
 
@@ -911,6 +1068,13 @@ static int verb_lock(double wait_seconds, const wchar_t *holder)
     return 0;
 }
 
+/* The no-op verb of serve mode: one round trip and nothing else. */
+static int verb_ping(void)
+{
+    fputs("{\"pong\": true}\n", stdout);
+    return 0;
+}
+
 static int verb_version(void)
 {
     printf("{\"agent\": \"%s/%s\", \"version\": \"%s\", \"protocol\": %d}\n", AGENT_NAME,
@@ -971,6 +1135,12 @@ static int dispatch(int argc, wchar_t **argv)
         return (rc = expect_args(argc, 0, verb)) ? rc : verb_interfaces();
     if (!wcscmp(verb, L"stacks"))
         return (rc = expect_args(argc, 0, verb)) ? rc : verb_stacks();
+    if (!wcscmp(verb, L"ping"))
+        return (rc = expect_args(argc, 0, verb)) ? rc : verb_ping();
+    if (g_serving && (!wcscmp(verb, L"lock") || !wcscmp(verb, L"serve")))
+        return bad_argument(L"%ls cannot run inside serve (it reads stdin)", verb);
+    if (!wcscmp(verb, L"serve"))
+        return (rc = expect_args(argc, 0, verb)) ? rc : serve();
     if (!wcscmp(verb, L"lock")) {
         if ((rc = expect_args(argc, 2, verb)))
             return rc;
@@ -1010,6 +1180,81 @@ static int dispatch(int argc, wchar_t **argv)
     return verb_add(family, ifindex, argv[4], argv[5]);
 }
 
+/* ---- serve ------------------------------------------------------------------------- */
+
+#define SERVE_LINE_MAX (1 << 20) /* bytes per request line; a delete of 16k addresses fits */
+#define SERVE_ARGS_MAX 65536
+
+/* Requests on stdin, one per line: "[@ID ]VERB ARGS..." (words separated by spaces or tabs;
+   the protocol's arguments never hold one). Each gets exactly one JSON line on stdout,
+   flushed, with "id": "ID" when it had one and "exit": N where its own run would have exited
+   N (a bad argument: 2). Ends at EOF. A fault in a DLL call ends the process after its
+   report, as per call: the harness starts a new one. */
+static int serve(void)
+{
+    static char line[SERVE_LINE_MAX + 2];
+    static wchar_t wide[SERVE_LINE_MAX + 2];
+    static wchar_t *argv[SERVE_ARGS_MAX + 1];
+    _setmode(_fileno(stdin), _O_BINARY);
+    g_serving = TRUE;
+    while (fgets(line, sizeof line, stdin)) {
+        size_t n = strlen(line);
+        char *words = line, *id_end;
+        int argc = 1, rc, c;
+        BOOL too_long = n == sizeof line - 1 && line[n - 1] != '\n';
+        if (too_long) /* drop the rest of the line: it is no request of its own */
+            while ((c = getchar()) != EOF && c != '\n')
+                ;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        g_request_id[0] = '\0';
+        g_out_len = 0;
+        g_out_failed = g_emitted = g_reply_complete = g_status_space = FALSE;
+        g_calling = "(none)";
+        if (line[0] == '@') {
+            id_end = line + 1 + strcspn(line + 1, " \t");
+            if (id_end - line - 1 > SERVE_ID_MAX ||
+                strspn(line + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789_.-") != (size_t)(id_end - line - 1)) {
+                rc = bad_argument(L"a request id is at most %d of [A-Za-z0-9_.-]", SERVE_ID_MAX);
+                serve_emit(rc);
+                continue;
+            }
+            memcpy(g_request_id, line + 1, (size_t)(id_end - line - 1));
+            g_request_id[id_end - line - 1] = '\0';
+            words = id_end;
+        }
+        if (too_long) {
+            serve_emit(bad_argument(L"a request line is longer than %d bytes", SERVE_LINE_MAX));
+            continue;
+        }
+        if (!MultiByteToWideChar(CP_UTF8, 0, words, -1, wide, SERVE_LINE_MAX + 2)) {
+            serve_emit(bad_argument(L"a request line is not UTF-8"));
+            continue;
+        }
+        argv[0] = L"neighcheck_agent";
+        for (wchar_t *w = wide; *w;) {
+            while (*w == L' ' || *w == L'\t')
+                *w++ = L'\0';
+            if (!*w)
+                break;
+            if (argc == SERVE_ARGS_MAX)
+                break;
+            argv[argc++] = w;
+            while (*w && *w != L' ' && *w != L'\t')
+                w++;
+        }
+        argv[argc] = NULL;
+        if (argc == 1 && !g_request_id[0])
+            continue; /* a blank line is no request */
+        rc = argc == SERVE_ARGS_MAX ? bad_argument(L"more than %d words", SERVE_ARGS_MAX - 1)
+                                    : dispatch(argc, argv);
+        serve_emit(rc);
+    }
+    g_serving = FALSE;
+    return 0;
+}
+
 /* A crash inside a DLL call must still end in one JSON object. A Wine stub is an
    unimplemented export: the same answer as a missing one, exit 0. Anything else is a real
    crash: reported, exit 1 (the harness's agent error). */
@@ -1018,17 +1263,20 @@ static LONG WINAPI on_unhandled_exception(EXCEPTION_POINTERS *info)
     DWORD code = info->ExceptionRecord->ExceptionCode;
     if (g_reply_complete)
         ExitProcess(0); /* the one JSON object is already out */
+    g_out_len = 0; /* serve: whatever the verb had printed is replaced by this report */
     if (code == EXCEPTION_WINE_STUB) {
         fputs("{\"status\": null", stdout);
         json_status_space();
         printf(", \"error\": \"not-exported\", \"detail\": "
                "\"iphlpapi.dll's %s is a stub (exception 0x%08lx)\"}\n",
                g_calling, (unsigned long)code);
+        serve_emit(0);
         fflush(stdout);
         ExitProcess(0);
     }
     printf("{\"status\": null, \"error\": \"exception\", \"detail\": "
            "\"exception 0x%08lx after looking up %s\"}\n", (unsigned long)code, g_calling);
+    serve_emit(EXIT_CRASH);
     fflush(stdout);
     ExitProcess(EXIT_CRASH);
     return EXCEPTION_EXECUTE_HANDLER;

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Mutant agent: unspec_one_stack_refused.
+# NOT a bug: the defensible variant. AF_UNSPEC on a device with exactly one stack answers
+# STATUS_NOT_SUPPORTED and changes nothing (the reference leaves OBS-UNSPEC-ONE-STACK open;
+# the shim flushes the one stack instead). On a two-stack device it is the shim.
+# Should break: nothing - a run on linux-b is green (AF_UNSPEC cases observed).
+# Every other verb passes through to the real shim unchanged.
+SHIM=$(dirname "$0")/../../harness/device/agents/linux_shim.sh
+set -f  # ip output is split into words below: never glob
+
+. "$(dirname "$0")/lib.sh"
+
+if [ "$1" = flush ] && [ $# -eq 3 ] && [ "$2" = 0 ] && scope_of "$2" "$3"; then
+    case $(sh "$SHIM" stacks) in
+        *'"ipv4": true, "ipv6": false'* | *'"ipv4": false, "ipv6": true'*)
+            printf '{"status": 3221225659, "status_space": "ntstatus"}\n'; exit 0 ;;
+    esac
+fi
+exec sh "$SHIM" "$@"
