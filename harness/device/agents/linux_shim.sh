@@ -449,11 +449,12 @@ verb_table() {
     family_flag "$FAMILY" print_table_status || return 0
     _try=1
     while :; do
-        # only stdout is parsed: a warning on stderr must not become an entry
-        if _out=$(ip -o $IPFAM -batch - <<EOF
+        # only stdout is parsed: a warning on stderr must not become an entry. busybox ip has
+        # no -batch: there the same text comes from two runs (links first, then neighbors).
+        if _out=$(ip -o $IPFAM -batch - 2>/dev/null <<EOF
 $TABLE_BATCH
 EOF
-); then
+) || _out=$(ip -o link show && ip $IPFAM neigh show nud all); then
             if [ ${#_out} -lt "$AWK_FROM" ] || [ -n "${NECK_SHIM_NO_AWK-}" ] ||
                     ! command -v awk >/dev/null 2>&1; then
                 table_from_batch_sh "$_out"
