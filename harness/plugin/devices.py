@@ -123,6 +123,7 @@ class DeviceSessions:
         if dut is not None and not isinstance(dut, Exception):
             try:
                 dut.close()
+                self.write_info(dut)  # what the run learned of the device (e.g. static entries refused)
             except NeighcheckError as exc:
                 # The device may be left dirty: say so in the results, not only in a log.
                 self.write_info(dut, cleanup=str(exc))
