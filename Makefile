@@ -13,7 +13,7 @@ deps: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { scripts/install-deps base; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; $(PYTHON) -m venv $(VENV); }
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,browser,bench]'
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,browser,bench,labgrid]'
 	@touch $@
 
 # The suite against the embedded lab; the report path is printed at the end. The lab is

@@ -47,7 +47,7 @@ def cmd_lab(args) -> int:
 
 def cmd_doctor(args) -> int:
     from harness.doctor import doctor
-    return doctor(_inventory(args), args.device)
+    return doctor(_inventory(args), args.device, coordinator=args.lg_coordinator)
 
 
 def cmd_run(args) -> int:
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = with_devices(sub.add_parser("doctor", help="check every device is usable"))
     doc.add_argument("--device", action="append", metavar="NAME", help="only this device (repeatable)")
+    doc.add_argument("--lg-coordinator", default=None, metavar="HOST:PORT",
+                     help="labgrid coordinator for devices with a place (default: $LG_COORDINATOR)")
     doc.set_defaults(func=cmd_doctor)
 
     run = with_devices(sub.add_parser("run", help="run the conformance suite and write a report"))
@@ -98,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent-mode", choices=("serve", "per-call"), default=None,
                      help="serve (default): one resident agent process per device where the agent "
                           "offers it; per-call: start the agent for every call")
+    run.add_argument("--shard", default=None, metavar="K/N",
+                     help="run only shard K of N of the devices (sorted by name, dealt round robin)")
+    run.add_argument("--lg-coordinator", default=None, metavar="HOST:PORT",
+                     help="labgrid coordinator for devices with a place (default: $LG_COORDINATOR, "
+                          "else 127.0.0.1:20408)")
+    from harness.places import DEFAULT_PLACE_WAIT
+    run.add_argument("--place-wait", type=float, default=None, metavar="S",
+                     help=f"how long to wait for a device's labgrid place (default {DEFAULT_PLACE_WAIT:g} s)")
+    from harness.traffic.capture import PCAP_MODES
+    run.add_argument("--pcap", choices=PCAP_MODES, default=None,
+                     help="keep test-link traffic per case for failed cases (default), all, or none")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     run.set_defaults(func=cmd_run)
 

@@ -1,4 +1,7 @@
-"""`neighcheck doctor`: is every device usable? One row per device, the reason when not."""
+"""`neighcheck doctor`: is every device usable? One row per device, the reason when not.
+
+A device with a labgrid place is looked up through the coordinator (its NetworkService gives
+the SSH address), never reserved or acquired: doctor only reads from devices."""
 
 from __future__ import annotations
 
@@ -40,8 +43,19 @@ def harness_link_up(name: str) -> bool | None:
     return bool(int(flags.read_text(), 16) & IFF_UP)
 
 
-def check_device(device: Device, inventory: Inventory) -> Check:
+def check_device(device: Device, inventory: Inventory, coordinator=None) -> Check:
     check = Check(device.name)
+    if device.labgrid is not None:
+        from harness.places import Coordinator, coordinator_address, resolve
+        coordinator = coordinator or Coordinator(coordinator_address(None))
+        try:
+            service = coordinator.lookup(device)
+            device = resolve(device, service)
+        except NeighcheckError as exc:
+            check.problem(str(exc))
+            return check
+        check.facts["labgrid"] = (f"place {device.labgrid.place}: {service.path} "
+                                  f"({device.ssh.login.user}@{device.ssh.host}:{device.ssh.port})")
     session = SshSession(device.name, device.ssh)
     try:
         session.connect()
@@ -167,8 +181,13 @@ def check_raw_sockets(device: Device, check: Check) -> None:
         check.facts["raw-socket"] = f"ok on {' '.join(usable)} (CAP_NET_RAW: seeding and the responder)"
 
 
-def doctor(inventory: Inventory, names: list[str] | None = None) -> int:
-    checks = [check_device(d, inventory) for d in inventory.select(names)]
+def doctor(inventory: Inventory, names: list[str] | None = None, coordinator: str | None = None) -> int:
+    selected = inventory.select(names)
+    places = None
+    if any(d.labgrid is not None for d in selected):
+        from harness.places import Coordinator, coordinator_address
+        places = Coordinator(coordinator_address(coordinator))
+    checks = [check_device(d, inventory, places) for d in selected]
     for check in checks:
         print(f"{check.device}: {'OK' if check.ok else 'UNUSABLE'}")
         for key, value in check.facts.items():

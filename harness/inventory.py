@@ -72,6 +72,10 @@ UPLOAD_DIR = _Rule(re.compile(r"[A-Za-z0-9_.:\\/ -]{1,200}"),
                    "a Windows directory of letters, digits, spaces, '_', '.', '-', ':', '\\' or "
                    "'/', e.g. C:\\neighcheck")
 HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+# labgrid names: places and resources travel to the coordinator and appear in messages.
+LABGRID_NAME = _Rule(re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"),
+                     "1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit "
+                     "(a labgrid place or resource name)")
 # The lab passes paths below its state directory to `sh -c` and writes them into sshd_config.
 LAB_PATH = _Rule(re.compile(r"[A-Za-z0-9_./+@,-]{1,200}"),
                  "letters, digits and '_', '.', '/', '+', '@', ',' or '-' (no spaces, quotes or "
@@ -83,7 +87,7 @@ _TOML_KIND = {bool: "true or false", int: "an integer", float: "a number", str: 
 
 @dataclass(frozen=True)
 class Credentials:
-    user: str
+    user: str | None  # None only for a labgrid device: the place's NetworkService gives it
     key_file: Path | None = None
     use_agent: bool = False
     password_env: str | None = None  # the name of an environment variable, never the secret
@@ -92,7 +96,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class SshConfig:
-    host: str
+    host: str | None  # None only for a labgrid device: the place's NetworkService gives it
     port: int
     login: Credentials
     known_hosts: Path
@@ -143,6 +147,18 @@ class LabConfig:
 
 
 @dataclass(frozen=True)
+class LabgridConfig:
+    """A device shared through a labgrid coordinator: reserved and acquired as `place` for a
+    run (harness/places.py). The SSH settings the inventory leaves out (`from_place`: host,
+    user, port) come from the place's NetworkService resource (`resource`: its name, needed
+    only when the place has several)."""
+
+    place: str
+    resource: str | None
+    from_place: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Device:
     name: str
     os: str
@@ -152,6 +168,7 @@ class Device:
     unprivileged: Credentials | None
     capabilities: dict[str, Any]
     lab: LabConfig | None
+    labgrid: LabgridConfig | None = None
 
     @property
     def netns(self) -> str:
@@ -344,8 +361,9 @@ def _interface(table: dict, key: str, version: int, where: _Where, prefix: str):
     return iface
 
 
-def _host(table: dict, where: _Where) -> str:
-    value = _get(table, "host", str, where, "ssh.")
+def host_problem(value: str) -> str | None:
+    """What is wrong with an SSH host (an IP address or a DNS name), or None. One rule for the
+    inventory's ssh.host and for an address a labgrid place gives."""
     address, _, zone = value.partition("%")
     try:
         ipaddress.ip_address(address)
@@ -353,10 +371,9 @@ def _host(table: dict, where: _Where) -> str:
         pass
     else:
         if not zone or (":" in address and LINUX_IFNAME.ok(zone)):
-            return value
-        raise where.error("ssh.host", f"{_shown(value)} has a zone that is not an interface name",
-                          f"write fe80::1%eth0, with a zone of {LINUX_IFNAME.words}")
-    problem = ""
+            return None
+        return "has a zone that is not an interface name"
+    problem = None
     if not value or len(value) > 253:
         problem = "must be 1-253 characters"
     elif ":" in value:
@@ -365,6 +382,15 @@ def _host(table: dict, where: _Where) -> str:
         problem = "is not a valid IPv4 address"
     elif not all(HOST_LABEL.fullmatch(label) for label in value.rstrip(".").split(".")):
         problem = "is not a valid host name"
+    return problem
+
+
+def _host(table: dict, where: _Where) -> str:
+    value = _get(table, "host", str, where, "ssh.")
+    problem = host_problem(value)
+    if problem == "has a zone that is not an interface name":
+        raise where.error("ssh.host", f"{_shown(value)} {problem}",
+                          f"write fe80::1%eth0, with a zone of {LINUX_IFNAME.words}")
     if problem:
         raise where.error("ssh.host", f"{_shown(value)} {problem}",
                           "give an IP address or a DNS name (letters, digits, '-' and '.')")
@@ -372,15 +398,17 @@ def _host(table: dict, where: _Where) -> str:
 
 
 # --- tables ----------------------------------------------------------------------------------
-def _credentials(table: dict, where: _Where, prefix: str, base: Path, lab_key: Path | None) -> Credentials:
-    """A login. lab_key: the client key the lab creates (a lab device's key may not exist yet)."""
+def _credentials(table: dict, where: _Where, prefix: str, base: Path, lab_key: Path | None,
+                 user_from_place: bool = False) -> Credentials:
+    """A login. lab_key: the client key the lab creates (a lab device's key may not exist yet);
+    user_from_place: the user may be left to a labgrid place's NetworkService."""
     if "password" in table:
         raise where.error(f"{prefix}password", "inline passwords are not allowed",
                           "put the password in an environment variable and name it with password_env")
     if "passphrase" in table:
         raise where.error(f"{prefix}passphrase", "inline key passphrases are not allowed",
                           "put it in an environment variable and name it with passphrase_env")
-    user = _get(table, "user", str, where, prefix, rule=USER_NAME)
+    user = _get(table, "user", str, where, prefix, None if user_from_place else ..., rule=USER_NAME)
     key_file = None
     if "key_file" in table:
         key_file = _file(table, "key_file", where, prefix, base)
@@ -401,8 +429,10 @@ def _credentials(table: dict, where: _Where, prefix: str, base: Path, lab_key: P
     return Credentials(user, key_file, use_agent, password_env, passphrase_env)
 
 
-def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None) -> SshConfig:
-    """The [device.ssh] table; lab_dir is the lab's state directory for a lab device, else None."""
+def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None,
+         from_place: bool = False) -> SshConfig:
+    """The [device.ssh] table; lab_dir is the lab's state directory for a lab device, else None;
+    from_place: a labgrid device, whose host and user may come from its place."""
     if not isinstance(table, dict):
         raise where.error("ssh", f"must be a table ([device.ssh]), got {_describe(table)}")
     p = "ssh."
@@ -411,12 +441,12 @@ def _ssh(table: Any, where: _Where, base: Path, lab_dir: Path | None) -> SshConf
                         "host_key_policy", "connect_timeout", "command_timeout", "keepalive",
                         *BECOME_KEYS},
                 where, p)
-    host = _host(table, where)
+    host = _host(table, where) if "host" in table or not from_place else None
     port = _get(table, "port", int, where, p, 22)
     if not 1 <= port <= 65535:
         raise where.error("ssh.port", f"{port} is out of range", "use a TCP port in 1..65535 (sshd: 22)")
     lab_key = lab_dir / "id_ed25519" if lab_dir else None
-    login = _credentials(table, where, p, base, lab_key)
+    login = _credentials(table, where, p, base, lab_key, user_from_place=from_place)
     policy = _get(table, "host_key_policy", str, where, p, "strict")
     if policy not in HOST_KEY_POLICIES:
         raise where.error("ssh.host_key_policy", f"{_shown(policy)} is not a policy",
@@ -721,6 +751,21 @@ def _agent(table: Any, where: _Where) -> AgentConfig:
     return AgentConfig(command=command, launcher=argv("launcher"), upload_dir=upload_dir)
 
 
+def _labgrid(table: Any, where: _Where, ssh_table: dict, is_lab: bool) -> LabgridConfig:
+    """[device.labgrid]: the labgrid place this device is reserved as (harness/places.py)."""
+    if not isinstance(table, dict):
+        raise where.error("labgrid", f"must be a table ([device.labgrid]), got {_describe(table)}",
+                          "write [device.labgrid] with place = \"...\"")
+    if is_lab:
+        raise where.error("labgrid", "a lab device cannot also be a labgrid place: `neighcheck lab up` "
+                          "builds it on this host", "remove [device.labgrid] or [device.lab]")
+    _check_keys(table, {"place", "resource"}, where, "labgrid.")
+    place = _get(table, "place", str, where, "labgrid.", rule=LABGRID_NAME)
+    resource = _get(table, "resource", str, where, "labgrid.", None, LABGRID_NAME)
+    left_out = frozenset(key for key in ("host", "user", "port") if key not in ssh_table)
+    return LabgridConfig(place=place, resource=resource, from_place=left_out)
+
+
 def _capabilities(table: Any, where: _Where) -> dict[str, Any]:
     if table is None:
         return {}
@@ -761,8 +806,8 @@ def _device(table: Any, index: int, path: Path, lab_dir: Path) -> Device:
         raise _Where(path).error(f"device[{index}]", f"must be a table ([[device]]), got {_describe(table)}")
     raw_name = table.get("name")
     where = _Where(path, raw_name if isinstance(raw_name, str) else f"#{index + 1}")
-    _check_keys(table, {"name", "os", "ssh", "link", "agent", "unprivileged", "capabilities", "lab"},
-                where, "")
+    _check_keys(table, {"name", "os", "ssh", "link", "agent", "unprivileged", "capabilities", "lab",
+                        "labgrid"}, where, "")
     name = _get(table, "name", str, where, "", rule=DEVICE_NAME)
     os_name = _get(table, "os", str, where, "")
     if os_name not in ("linux", "windows"):
@@ -771,7 +816,11 @@ def _device(table: Any, index: int, path: Path, lab_dir: Path) -> Device:
     base = path.parent
     if "ssh" not in table:
         raise where.error("ssh", "missing", "add a [device.ssh] table with host, user and key_file")
-    ssh = _ssh(table["ssh"], where, base, lab_dir if is_lab else None)
+    labgrid = None
+    if "labgrid" in table:
+        ssh_table = table["ssh"] if isinstance(table["ssh"], dict) else {}
+        labgrid = _labgrid(table["labgrid"], where, ssh_table, is_lab)
+    ssh = _ssh(table["ssh"], where, base, lab_dir if is_lab else None, from_place=labgrid is not None)
     _check_become(ssh, os_name, where)
     raw_links = table.get("link")
     if isinstance(raw_links, dict):
@@ -796,7 +845,7 @@ def _device(table: Any, index: int, path: Path, lab_dir: Path) -> Device:
     return Device(
         name=name, os=os_name, ssh=ssh, links=links, agent=_agent(table.get("agent"), where),
         unprivileged=unpriv, capabilities=_capabilities(table.get("capabilities"), where),
-        lab=_lab(table["lab"], where, ssh, links, os_name) if is_lab else None,
+        lab=_lab(table["lab"], where, ssh, links, os_name) if is_lab else None, labgrid=labgrid,
     )
 
 
@@ -901,6 +950,7 @@ def _check_unique(devices: tuple[Device, ...], path: Path) -> None:
     names: dict[str, str] = {}
     owners: dict[str, tuple[str, str]] = {}  # harness interface -> (device, key)
     hosts: dict[tuple[str, int], str] = {}
+    places: dict[str, str] = {}
     mgmt_nets: list[tuple[ipaddress.IPv4Network, str]] = []
     for device in devices:
         where = _Where(path, device.name)
@@ -919,11 +969,19 @@ def _check_unique(devices: tuple[Device, ...], path: Path) -> None:
                 raise where.error(key, f"harness interface {name!r} is also used by {whose} ({other_key})",
                                   "each harness interface belongs to one link")
             owners[name] = (device.name, key)
+        if device.labgrid is not None:
+            # One run would wait for a place it already holds.
+            place = device.labgrid.place
+            if place in places:
+                raise where.error("labgrid.place", f"{place!r} is also device {places[place]!r}'s place",
+                                  "each device is its own labgrid place")
+            places[place] = device.name
         endpoint = (device.ssh.host, device.ssh.port)
-        if endpoint in hosts:
-            raise where.error("ssh.host", f"{device.ssh.host}:{device.ssh.port} is also device "
-                              f"{hosts[endpoint]!r}", "one device, one inventory entry")
-        hosts[endpoint] = device.name
+        if device.ssh.host is not None:  # (else the place gives it when the run acquires it)
+            if endpoint in hosts:
+                raise where.error("ssh.host", f"{device.ssh.host}:{device.ssh.port} is also device "
+                                  f"{hosts[endpoint]!r}", "one device, one inventory entry")
+            hosts[endpoint] = device.name
         if device.lab:
             # Lab management networks are all on this host: an overlap misroutes SSH.
             net = device.lab.mgmt_harness_addr.network

@@ -26,6 +26,13 @@ from tests.support.inventories import (DUT, DUT_CAPS, DUT_LINK, DUT_SSH,  # noqa
                                       GOOD, LAB_DEVICE, LAB_TOP, A, B, edit, lab_edit, lab_shape, seed,
                                       write_fixture_files)
 
+
+def labgrid(table: str, text: str = None) -> str:
+    """GOOD (or `text`) with a [device.labgrid] table on the first device."""
+    return edit(text or GOOD, (DUT_CAPS, DUT_CAPS + "[device.labgrid]\n" + table))
+
+
+
 @pytest.fixture
 def inv_dir(tmp_path: Path) -> Path:
     write_fixture_files(tmp_path)
@@ -87,6 +94,13 @@ def test_the_repository_inventory_loads():
                  lambda inv: inv.devices[0].ssh.host == "dut-a.lab.example", id="dns-host"),
     pytest.param(edit(GOOD, ('command = ["/opt/vendor/agent", "--json"]', 'command = "/opt/vendor/agent \'a b\'"')),
                  lambda inv: inv.devices[0].agent.command == ("/opt/vendor/agent", "a b"), id="agent-command-string"),
+    pytest.param(edit(labgrid('place = "rack-3:dut-a"\n'), ('host = "192.0.2.10"\n', ""), ('user = "root"\n', "")),
+                 lambda inv: (inv.devices[0].ssh.host, inv.devices[0].ssh.login.user) == (None, None)
+                 and inv.devices[0].labgrid.place == "rack-3:dut-a"
+                 and inv.devices[0].labgrid.from_place == {"host", "user"}, id="labgrid-place-gives-host-and-user"),
+    pytest.param(labgrid('place = "p1"\nresource = "ssh"\n'),
+                 lambda inv: inv.devices[0].ssh.host == "192.0.2.10" and inv.devices[0].labgrid.resource == "ssh"
+                 and inv.devices[0].labgrid.from_place == frozenset(), id="labgrid-place-with-inventory-host"),
     pytest.param(edit(GOOD, ("connect_timeout = 5", "connect_timeout = 0.25\nkeepalive = 0")),
                  lambda inv: inv.devices[0].ssh.connect_timeout == 0.25 and inv.devices[0].ssh.keepalive == 0,
                  id="short-timeout-and-keepalive-off"),
@@ -355,6 +369,24 @@ BAD = [
     Bad("lab-userland-windows", lab_edit(('os = "linux"', 'os = "windows"'), ('mgmt_harness_addr = "198.18.250.1/24"\n',
                                                                             'mgmt_harness_addr = "198.18.250.1/24"\nuserland = "busybox"\n')),
         (B, "lab.userland", "for a Linux device, this one is windows")),
+    # labgrid places ([device.labgrid])
+    Bad("labgrid-string", edit(GOOD, ('os = "linux"', 'os = "linux"\nlabgrid = "rack-3"')),
+        (A, "labgrid: must be a table ([device.labgrid])", "the string 'rack-3'")),
+    Bad("labgrid-typo", labgrid('plase = "p1"\n'), (A, "labgrid.plase: unknown key", "did you mean 'place'")),
+    Bad("labgrid-no-place", labgrid('resource = "ssh"\n'), (A, "labgrid.place: missing", "required")),
+    Bad("labgrid-place-int", labgrid("place = 3\n"), (A, "labgrid.place: must be a string", "place = \"...\"")),
+    Bad("labgrid-place-empty", labgrid('place = ""\n'), (A, "labgrid.place: '' is not allowed", "1-64 letters")),
+    Bad("labgrid-place-injection", labgrid('place = "p1;reboot"\n'), (A, "labgrid.place: 'p1;reboot' is not allowed")),
+    Bad("labgrid-place-option", labgrid('place = "-x"\n'), (A, "labgrid.place: '-x' is not allowed", "starting with a letter")),
+    Bad("labgrid-resource-path", labgrid('place = "p1"\nresource = "../ssh"\n'), (A, "labgrid.resource", "is not allowed")),
+    Bad("labgrid-on-lab-device", lab_edit(("[device.lab]", '[device.labgrid]\nplace = "p1"\n[device.lab]')),
+        (B, "labgrid: a lab device cannot also be a labgrid place", "remove [device.labgrid] or [device.lab]")),
+    Bad("labgrid-same-place-twice", labgrid('place = "p1"\n', GOOD + edit(DUT, ('"dut-a"', '"dut-c"'), ('"nckI-t1"', '"nckI-t3"'),
+                                                                         ('"192.0.2.10"', '"192.0.2.11"'),
+                                                                         (DUT_CAPS, DUT_CAPS + '[device.labgrid]\nplace = "p1"\n'))),
+        ("device 'dut-c'", "labgrid.place: 'p1' is also device 'dut-a''s place", "its own labgrid place")),
+    Bad("labgrid-password-in-place-table", labgrid('place = "p1"\npassword = "hunter2"\n'),
+        (A, "labgrid.password: unknown key"), secret="hunter2"),
     Bad("unprivileged-root", edit(GOOD, ('user = "nckuser"', 'user = "root"')), (A, "unprivileged.user", "admin")),
     Bad("unprivileged-administrator", edit(GOOD, ('os = "linux"', 'os = "windows"'), ('user = "nckuser"', 'user = "Administrator"'),
                                            ('user = "root"', 'user = "admin"')),

@@ -2,13 +2,14 @@
 its subnet, a harness end with no IP address, link-local seeds, a segment shared with
 bystander hosts behind a bridge, and a device whose only userland is busybox.
 
-One private lab (prefix nckT: namespaces nck-T-*, links nckT-*, 198.18.230-237.x,
-2001:db8:d1-d7::/64) built by the lab's own options:
+One private lab (prefix nckT: namespaces nck-T-*, links nckT-*, small subnets of
+198.18.230.0/24 (the bench's own lab uses 198.18.221-239 but not .230), 2001:db8:d1-d7::/64)
+built by the lab's own options:
 - T-names: test links enp1s0 (a /29, seed_from = "subnet"), wan-uplink1 (the harness end has
   no address at all) and eth1.100 (link-local IPv6 seeds). This host's kernel has no 802.1Q
   (CONFIG_VLAN_8021Q is not set), so eth1.100 is a veth of that name, not a VLAN.
 - T-shared: `bystanders = 2`: its link runs through a bridge with two more hosts on the
-  segment; its seeds are a free range inside the subnet (seed_v4 = 198.18.237.16/28).
+  segment; its seeds are a free range inside the subnet (seed_v4 = 198.18.230.80/28).
 - T-bb: `userland = "busybox"`: sh, awk and ip are busybox's, no iproute2.
 """
 
@@ -35,7 +36,7 @@ from harness.traffic.seeding import Seeder, address_plan, link_target, missing_s
 
 REPO = Path(__file__).resolve().parent.parent
 NEIGHCHECK = REPO / ".venv" / "bin" / "neighcheck"
-ENTRIES = 3  # what the /29 holds in-subnet: .3 .4 .5 (.1 harness, .2 device, .6 static)
+ENTRIES = 3  # what the /29 holds in-subnet: .27 .28 .29 (.25 harness, .26 device, .30 static)
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("nckT-lab"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, veth, sshd)")]
@@ -59,25 +60,25 @@ user = "nckuser"
 key_file = "{state}/id_ed25519"
 [device.lab]
 mgmt_harness_if = "nckT-n-m"
-mgmt_harness_addr = "198.18.230.1/24"
+mgmt_harness_addr = "198.18.230.1/29"
 [[device.link]]
 device_if = "enp1s0"
 harness_if = "nckT-n-t1"
-device_v4 = "198.18.231.2/29"
-harness_v4 = "198.18.231.1/29"
+device_v4 = "198.18.230.26/29"
+harness_v4 = "198.18.230.25/29"
 device_v6 = "2001:db8:d1::2/64"
 harness_v6 = "2001:db8:d1::1/64"
 seed_from = "subnet"
 [[device.link]]
 device_if = "wan-uplink1"
 harness_if = "nckT-n-t2"
-device_v4 = "198.18.232.2/24"
+device_v4 = "198.18.230.34/28"
 device_v6 = "2001:db8:d2::2/64"
 [[device.link]]
 device_if = "eth1.100"
 harness_if = "nckT-n-t3"
-device_v4 = "198.18.233.2/24"
-harness_v4 = "198.18.233.1/24"
+device_v4 = "198.18.230.50/28"
+harness_v4 = "198.18.230.49/28"
 device_v6 = "2001:db8:d3::2/64"
 seed_v6 = "fe80::/64"
 
@@ -85,7 +86,7 @@ seed_v6 = "fe80::/64"
 name = "T-shared"
 os = "linux"
 [device.ssh]
-host = "198.18.236.2"
+host = "198.18.230.10"
 user = "root"
 key_file = "{state}/id_ed25519"
 known_hosts = "{state}/known_hosts"
@@ -93,22 +94,22 @@ connect_timeout = 3
 command_timeout = 15
 [device.lab]
 mgmt_harness_if = "nckT-s-m"
-mgmt_harness_addr = "198.18.236.1/24"
+mgmt_harness_addr = "198.18.230.9/29"
 bystanders = 2
 [[device.link]]
 device_if = "eth1"
 harness_if = "nckT-s-t1"
-device_v4 = "198.18.237.2/24"
-harness_v4 = "198.18.237.1/24"
+device_v4 = "198.18.230.66/26"
+harness_v4 = "198.18.230.65/26"
 device_v6 = "2001:db8:d7::2/64"
 harness_v6 = "2001:db8:d7::1/64"
-seed_v4 = "198.18.237.16/28"
+seed_v4 = "198.18.230.80/28"
 
 [[device]]
 name = "T-bb"
 os = "linux"
 [device.ssh]
-host = "198.18.234.2"
+host = "198.18.230.18"
 user = "root"
 key_file = "{state}/id_ed25519"
 known_hosts = "{state}/known_hosts"
@@ -119,13 +120,13 @@ user = "nckuser"
 key_file = "{state}/id_ed25519"
 [device.lab]
 mgmt_harness_if = "nckT-b-m"
-mgmt_harness_addr = "198.18.234.1/24"
+mgmt_harness_addr = "198.18.230.17/29"
 userland = "busybox"
 [[device.link]]
 device_if = "eth1"
 harness_if = "nckT-b-t1"
-device_v4 = "198.18.235.2/24"
-harness_v4 = "198.18.235.1/24"
+device_v4 = "198.18.230.130/26"
+harness_v4 = "198.18.230.129/26"
 device_v6 = "2001:db8:d5::2/64"
 harness_v6 = "2001:db8:d5::1/64"
 """
@@ -261,14 +262,14 @@ def test_doctor_shows_each_pool_and_the_busybox_userland(topo):
     proc = topo.neighcheck("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert re.search(r"seeds enp1s0\s+IPv4 198\.18\.231\.0/29: in-subnet, holds 3, static 198\.18\.231\.6; "
+    assert re.search(r"seeds enp1s0\s+IPv4 198\.18\.230\.24/29: in-subnet, holds 3, static 198\.18\.230\.30; "
                      r"IPv6 2001:db8:d1::/64 \(interface IDs 5e00:0:\*\): in-subnet, holds 4,294,967,294, "
                      r"static 2001:db8:d1:0:5e00:0:ffff:ffff", out), out
     assert re.search(r"seeds wan-uplink1\s+IPv4 198\.19\.64\.0/18 \(block 1 of 198\.19\.0\.0/16\): off-subnet, "
                      r"holds 16,384, static 198\.51\.100\.201", out), out
     assert re.search(r"seeds eth1\.100\s+IPv4 198\.19\.128\.0/18 .*; IPv6 fe80::/64 \(interface IDs 5e02:0:\*\): "
                      r"link-local, holds 4,294,967,294, static fe80::5e02:0:ffff:ffff", out), out
-    assert re.search(r"seeds eth1\s+IPv4 198\.18\.237\.16/28: in-subnet, holds 15, static 198\.18\.237\.31", out), out
+    assert re.search(r"seeds eth1\s+IPv4 198\.18\.230\.80/28: in-subnet, holds 15, static 198\.18\.230\.95", out), out
     busybox = out.split("T-bb:")[1]
     assert "userland    busybox ip (no iproute2): IPv6 static entries cannot be added" in busybox
     assert "userland" not in out.split("T-bb:")[0]

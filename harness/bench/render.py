@@ -108,6 +108,14 @@ def render_markdown(data: dict) -> str:
                       f"per call / serve {_x(modes['per_call_vs_serve'])}. The flush call's own time on "
                       f"the device, over all cases: serve {_ms(modes['serve'].get('flush_device_s'))} ms, "
                       f"per call {_ms(modes['per-call'].get('flush_device_s'))} ms."]
+        checks = suite.get("checks")
+        if checks:
+            lines += ["", f"Issue 12's checks on {suite['reference']}, alternating in the same rounds: every "
+                      f"check on (the default) {_s(checks['on']['wall_s'])} s, off (`{checks['off_flags']}`) "
+                      f"{_s(checks['off']['wall_s'])} s; on / off {_x(checks['on_vs_off'])}. Each check's own "
+                      "cases (pytest setup + call + teardown, summed) in the default runs: "
+                      + ", ".join(f"{label} {_s(stats, 3)} s" for label, stats in checks["per_check_s"].items())
+                      + "."]
         big = suite.get("big_case")
         if big:
             lines += ["", f"One case at {big['entries_per_family']:,} entries per family on every link of "

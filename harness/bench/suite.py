@@ -51,7 +51,7 @@ class SuiteRun:
 
 def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Path, *,
               workers: int = 1, entries: int | None = None, select: str | None = None,
-              agent_mode: str | None = None, timeout: float = 300) -> SuiteRun:
+              agent_mode: str | None = None, extra: Sequence[str] = (), timeout: float = 300) -> SuiteRun:
     """`neighcheck run` in a child process, as a user runs it; numbers from its results.json."""
     run_root = (out / label).resolve()  # absolute: the child runs from the checkout
     argv = [sys.executable, "-m", "harness.cli", "run", "--devices", str(inventory_path),
@@ -64,7 +64,7 @@ def run_suite(label: str, inventory_path: Path, devices: Sequence[str], out: Pat
         argv += ["--entries", str(entries)]
     if agent_mode is not None:
         argv += ["--agent-mode", agent_mode]
-    argv += ["--", "--lock-wait", "60"]
+    argv += [*extra, "--", "--lock-wait", "60"]
     if select:
         argv += ["-k", select]
     cpu0, busy0 = _children_cpu(), _host_cpu()
@@ -171,14 +171,17 @@ def bench_suite(inventory, reference: str, settings: Settings, out: Path,
                 log: Callable[[str], None]) -> dict:
     names = [d.name for d in inventory.devices if d.os == "linux"] or [reference]
     names = [reference] + [n for n in names if n != reference]
-    # Every device in the default (serve) agent mode; the reference also per call, in the same
-    # rounds, so that the two modes are compared under the same load.
-    contenders = [(n, None) for n in names] + [(reference, "per-call")]
+    # Every device in the default (serve) agent mode; the reference also per call, and with the
+    # checks issue 12 added turned off (CHECKS_OFF), in the same rounds, so that each is compared
+    # under the same load.
+    contenders = [(n, None) for n in names] + [(reference, "per-call"), (reference, "checks-off")]
     runs: dict[tuple[str, str | None], list[SuiteRun]] = {c: [] for c in contenders}
     for round_no in range(settings.suite_rounds):
         for name, mode in rotate(contenders, round_no):
             label = f"suite-{name}-{mode or 'default'}-{round_no}"
-            runs[(name, mode)].append(run_suite(label, inventory.path, [name], out, agent_mode=mode))
+            runs[(name, mode)].append(run_suite(
+                label, inventory.path, [name], out, agent_mode=None if mode == "checks-off" else mode,
+                extra=CHECKS_OFF if mode == "checks-off" else ()))
         log(f"suite: round {round_no + 1}/{settings.suite_rounds} ({', '.join(names)}; "
             f"{reference} also per call)")
     result: dict[str, Any] = {"reference": reference,
@@ -190,6 +193,7 @@ def bench_suite(inventory, reference: str, settings: Settings, out: Path,
         "per-call": suite_stats(per_call),
         "per_call_vs_serve": paired_ratio([r.wall if not r.error else None for r in per_call],
                                           [r.wall if not r.error else None for r in runs[(reference, None)]])}
+    result["checks"] = check_costs(runs[(reference, None)], runs[(reference, "checks-off")])
     if settings.big_entries:
         select = one_case_select(reference)
         big = [run_suite(f"big-{reference}-{i}", inventory.path, [reference], out,
@@ -200,10 +204,32 @@ def bench_suite(inventory, reference: str, settings: Settings, out: Path,
     return result
 
 
+# Issue 12's checks, off: the settle window (DURABLE) and the scale cases. What they cost is also
+# read per case from the default runs (CHECK_CASES), with the static entries' planting.
+CHECKS_OFF = ("--settle", "0", "--scale-entries", "0")
+CHECK_CASES = {"DURABLE (settle window)": lambda name: name.startswith("test_durable["),
+               "scale cases (--scale-entries)": lambda name: name.startswith("test_flush_scale["),
+               "invalid families at a link's index": lambda name: name.startswith("test_invalid_family[")
+               and not name.endswith("-all]")}
+
+
+def check_costs(default: list[SuiteRun], off: list[SuiteRun]) -> dict:
+    """The suite with every check on (the default) against the checks off, in the same rounds,
+    and each check's own cases' time (pytest setup + call + teardown) in the default runs."""
+    good = [r for r in default if not r.error]
+    per_check = {label: summarize([sum(v for k, v in r.case_durations.items() if match(k)) for r in good])
+                 for label, match in CHECK_CASES.items()}
+    per_check["static entries (planting)"] = summarize([r.phases.get("statics", 0.0) for r in good])
+    return {"off_flags": " ".join(CHECKS_OFF), "off": suite_stats(off), "on": suite_stats(default),
+            "on_vs_off": paired_ratio([r.wall if not r.error else None for r in default],
+                                      [r.wall if not r.error else None for r in off]),
+            "per_check_s": per_check}
+
+
 def suite_targets(suite: dict, settings: Settings) -> list[Target]:
     ref = suite["reference"]
     wall = suite["devices"][ref]["wall_s"]["median"]
-    targets = [Target(f"suite on {ref}: wall time", wall, 3.0, "<=", "s")]
+    targets = [Target(f"suite on {ref}: wall time, every check on", wall, 4.0, "<=", "s")]
     big = suite.get("big_case")
     targets.append(Target(f"one flush case on {ref} at 16,384/family", big["case_s"]["median"] if big else None,
                           1.5, "<=", "s", "" if big else "skipped (--quick)"))

@@ -61,6 +61,7 @@ class CaseRecord:
     flush_elapsed_us: int | None = None
     evidence: str | None = None
     erratum: dict[str, Any] | None = None  # set when errata made a fail `known`
+    pcap: dict[str, Any] | None = None  # packet evidence kept for the case (harness/plugin/packets.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -119,6 +119,7 @@ class DeviceUnderTest:
         self._last_table: tuple[Neighbor, ...] | None = None  # the latest read, while current
         self._last_table_at = -1  # the agent's mutation count at that read
         self.delete_supported = True
+        self._statics_refused: set[int] = set()  # families whose static entries the agent cannot add
         self.multi_delete = True  # the agent takes several addresses per `delete`
         self.cleanup_calls = 0  # agent calls spent removing planted entries
 
@@ -371,13 +372,14 @@ class DeviceUnderTest:
     def _plant_statics(self, table: dict[Key, Neighbor]) -> bool:
         """Add the static entries a flush took (or the first case's); True when any call ran.
         The calls go out together (one round trip in serve mode). An agent that cannot add
-        them is recorded once (fingerprint) and not asked again."""
-        if self.fingerprint.get("static_entries"):
-            return False
+        them (for a family: busybox adds no IPv6 entry) is recorded (fingerprint) and not asked
+        for that family again."""
         assert self.agent is not None
         calls: list[tuple] = []
         for link in self.links:
             for (family, ifindex, address), lladdr in link.statics.items():
+                if family in self._statics_refused:
+                    continue
                 now = table.get((family, ifindex, address))
                 if now is not None and now.lladdr == lladdr and now.state == "permanent":
                     continue
@@ -391,6 +393,7 @@ class DeviceUnderTest:
                 why = f"{reply.error}: {reply.detail}" if reply.error else describe(reply.raw, reply.space)
                 self.fingerprint.setdefault("static_entries",
                                             f"not planted: `add {family} {ifindex} {address}` returned {why}")
+                self._statics_refused.add(family)
                 self._leftovers.pop((family, ifindex, address), None)
         return bool(calls)
 

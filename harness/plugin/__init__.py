@@ -8,18 +8,38 @@ pytest session (the project's own tests included) never reads an inventory or pr
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import signal
+import threading
+
 import pytest
 
 from harness.contract.clauses import MAX_ENTRIES
 from harness.errors import UsageError
+from harness.places import DEFAULT_PLACE_WAIT
 
 RUN_PLUGIN = "neighcheck-run"
 DEFAULT_SETTLE = 0.5
 DEFAULT_ENTRIES = 32
 AGENT_MODES = ("serve", "per-call")
+DEFAULT_PCAP_MAX_MIB = 8.0
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def _labgrid_adds_its_options(pluginmanager) -> bool:
+    """Whether labgrid's own pytest plugin is (or is about to be) loaded: it defines
+    --lg-coordinator, and defining it twice would stop pytest."""
+    if pluginmanager.has_plugin("labgrid") or pluginmanager.has_plugin("labgrid.pytestplugin"):
+        return True
+    config = pluginmanager.get_plugin("pytestconfig")
+    known = getattr(config, "known_args_namespace", None)
+    if pluginmanager.is_blocked("labgrid") or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") \
+            or getattr(known, "disable_plugin_autoload", False):
+        return False
+    return any(ep.name == "labgrid" for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager) -> None:
     group = parser.getgroup("neighcheck", "neighcheck conformance suite")
     group.addoption("--devices", default="devices.toml", metavar="FILE",
                     help="inventory file (default: ./devices.toml)")
@@ -42,6 +62,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default); per-call: start the agent for every call")
     group.addoption("--errata", default=None, metavar="FILE",
                     help="known-issues file (default: ./errata.toml when present)")
+    group.addoption("--place-wait", type=float, default=DEFAULT_PLACE_WAIT, metavar="S",
+                    help=f"how long to wait for a device's labgrid place (default {DEFAULT_PLACE_WAIT:g} s)")
+    from harness.traffic.capture import PCAP_MODES
+    group.addoption("--pcap", choices=PCAP_MODES, default=PCAP_MODES[0],
+                    help="keep each case's test-link traffic as a pcapng file: for failed and errored "
+                         "cases (default), all cases, or none")
+    group.addoption("--pcap-max", type=float, default=DEFAULT_PCAP_MAX_MIB, metavar="MIB",
+                    help=f"largest pcapng file per case (default {DEFAULT_PCAP_MAX_MIB:g} MiB)")
+    if not _labgrid_adds_its_options(pluginmanager):
+        # Spelled as labgrid's plugin spells it, so one command line works with and without it.
+        group.addoption("--lg-coordinator", dest="lg_coordinator", metavar="COORDINATOR_ADDRESS",
+                        help="labgrid coordinator HOST[:PORT] (default: $LG_COORDINATOR, else 127.0.0.1:20408)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,9 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if not low <= value <= high:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be {low}..{high}, got {value}")
-    for option, high in (("lock_wait", 3600), ("settle", 60)):  # seconds; NaN fails too
+    for option, high in (("lock_wait", 3600), ("settle", 60), ("place_wait", 86400)):  # seconds; NaN fails too
         if not 0 <= config.getoption(option) <= high:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be 0..{high} seconds")
+    if not 0.01 <= config.getoption("pcap_max") <= 4096:
+        raise pytest.UsageError("--pcap-max must be 0.01..4096 MiB")
 
 
 def activate(config: pytest.Config) -> None:
@@ -67,6 +101,25 @@ def activate(config: pytest.Config) -> None:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(run, RUN_PLUGIN)
+        from harness.plugin.packets import PLUGIN as PACKETS, PacketEvidence
+        from harness.plugin.results import PROPERTIES_PLUGIN, SuiteProperties
+        config.pluginmanager.register(PacketEvidence(config), PACKETS)
+        config.pluginmanager.register(SuiteProperties(run), PROPERTIES_PLUGIN)
+        _sigterm_as_ctrl_c()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """CI systems cancel a job with SIGTERM: handled as Ctrl-C, so what the run planted is
+    removed and its devices (labgrid places too) are released, where SIGTERM's default would end
+    the process on the spot and leave a shared lab's place acquired. Only in the main thread,
+    and never over a handler someone else installed."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def conformance_run(config: pytest.Config):
@@ -80,8 +133,14 @@ def conformance_run(config: pytest.Config):
 
 @pytest.fixture
 def dut(request):
-    """The opened device under test of this case (one per device per process)."""
-    return conformance_run(request.config).devices.open(request.node.callspec.params["device_name"])
+    """The opened device under test of this case (one per device per process); the case's
+    packet capture starts once it is open, before anything is seeded."""
+    opened = conformance_run(request.config).devices.open(request.node.callspec.params["device_name"])
+    from harness.plugin.packets import packet_evidence
+    capture = packet_evidence(request.config)
+    if capture is not None:
+        capture.begin(request.node, opened)
+    return opened
 
 
 @pytest.fixture

@@ -83,6 +83,12 @@ def short_repr(record: CaseRecord, report):
     return report.longrepr
 
 
+def evidence_path(evidence_dir: Path, device: str, case_name: str, suffix: str) -> Path:
+    """Where a case's evidence file of one kind goes (.json; .pcapng for its packets)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in case_name)
+    return evidence_dir / device / f"{name}{suffix}"
+
+
 class Case:
     """What a conformance case uses to record timings, evidence and its verdict."""
 
@@ -146,8 +152,7 @@ class Case:
     def _finish(self) -> None:
         self.record.duration_s = time.perf_counter() - self._t0
         t0 = time.perf_counter()
-        name = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.record.name)
-        path = self.evidence_dir / self.record.device / f"{name}.json"
+        path = evidence_path(self.evidence_dir, self.record.device, self.record.name, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.evidence["case"] = {k: v for k, v in self.record.to_dict().items() if k != "evidence"}
         if self._device_output is not None:

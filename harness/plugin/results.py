@@ -1,14 +1,19 @@
 """Results of one conformance run, written on the controller only: results.jsonl as cases
-finish (a crash loses no finished case), then results.json, the HTML report and the manifest."""
+finish (a crash loses no finished case), then results.json, the HTML report and the manifest;
+and the suite-level properties of junit.xml (SuiteProperties)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from harness import SUITE_VERSION, __version__
 from harness.contract.clauses import RESULTS_SCHEMA
@@ -96,3 +101,72 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# --- JUnit suite properties ---------------------------------------------------------------------
+PROPERTIES_PLUGIN = "neighcheck-junit-properties"
+
+
+def suite_properties(run) -> list[tuple[str, str]]:
+    """What a CI system should show for the whole run: its id, the suite, the inventory, and
+    each device with its fingerprint (and labgrid place)."""
+    devices = run.devices.recorded_info(run.selected)
+    props = [("run_id", run.run_id), ("suite_version", SUITE_VERSION), ("harness_version", __version__),
+             ("git_commit", _git_commit() or ""), ("inventory_sha256", run.inventory.raw_sha256),
+             ("devices", " ".join(d["name"] for d in devices))]
+    for device in devices:
+        props.append((f"device.{device['name']}.fingerprint", json.dumps(device.get("fingerprint", {}),
+                                                                         sort_keys=True)))
+        if device.get("labgrid"):
+            props.append((f"device.{device['name']}.labgrid_place", device["labgrid"]["place"]))
+    return props
+
+
+def add_suite_properties(junit: Path, props: list[tuple[str, str]]) -> None:
+    """Put `props` into every <testsuite> of a JUnit file, first (where the schema wants
+    <properties>), replacing properties of the same names and keeping the rest."""
+    tree = ET.parse(junit)
+    root = tree.getroot()
+    names = {name for name, _ in props}
+    for suite in [root] if root.tag == "testsuite" else root.iter("testsuite"):
+        block = suite.find("properties")
+        if block is None:
+            block = ET.Element("properties")
+            suite.insert(0, block)
+        for old in [p for p in block.findall("property") if p.get("name") in names]:
+            block.remove(old)
+        for name, value in props:
+            ET.SubElement(block, "property", name=name, value=value)
+    tmp = junit.with_name(junit.name + ".tmp")
+    tree.write(tmp, encoding="utf-8", xml_declaration=True)
+    tmp.replace(junit)
+
+
+class SuiteProperties:
+    """Writes the suite properties into junit.xml on the controller (or the only process).
+
+    pytest's record_testsuite_property does not work under xdist (its fixture runs on a
+    worker, and only the controller writes junit.xml), so they are written here, into the
+    file pytest wrote. Registered by harness.plugin.activate; its sessionfinish wrapper is
+    trylast, inside the run's own wrapper: junitxml has written the file by then, and the run
+    seals the manifest only after."""
+
+    def __init__(self, run):
+        self.run = run
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        try:
+            return (yield)
+        finally:
+            self._write(session.config)
+
+    def _write(self, config) -> None:
+        xmlpath = getattr(config.option, "xmlpath", None)
+        if hasattr(config, "workerinput") or not xmlpath or not Path(xmlpath).is_file():
+            return
+        try:
+            add_suite_properties(Path(xmlpath), suite_properties(self.run))
+        except (OSError, ET.ParseError) as exc:
+            # Not a verdict: the run's results stand; say so once.
+            print(f"neighcheck: junit suite properties not written to {xmlpath}: {exc}", file=sys.stderr)

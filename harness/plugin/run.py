@@ -53,7 +53,9 @@ class ConformanceRun:
                                       entries=config.getoption("entries"),
                                       scale_entries=config.getoption("scale_entries"),
                                       lock_wait=config.getoption("lock_wait"),
-                                      serve=config.getoption("agent_mode") == "serve")
+                                      serve=config.getoption("agent_mode") == "serve",
+                                      coordinator=config.getoption("lg_coordinator", None),
+                                      place_wait=config.getoption("place_wait"))
         self.writer: ResultsWriter | None = None
         self.results: dict | None = None
         self._lab_was_down = False

@@ -232,6 +232,22 @@ def _observation_html(observation: object) -> str:
     return f'{head}<details class="raw"><summary>recorded data</summary><pre>{body}</pre></details>'
 
 
+def _pcap_html(case: dict, run_dir: Path) -> str:
+    """The case's packet capture (pcapng, harness/plugin/packets.py): a link and what it holds."""
+    pcap = case.get("pcap")
+    if not isinstance(pcap, dict):
+        return ""
+    if pcap.get("error"):
+        return f'<em class="warn">{esc(pcap["error"])}</em>'
+    name = pcap.get("file")
+    href = _safe_relative_href(name)
+    exists = href is not None and (run_dir / str(name)).is_file()
+    note = f" ({esc(pcap.get('frames'))} frames on {esc(', '.join(map(str, pcap.get('links') or [])))}"
+    if pcap.get("not_kept"):
+        note += f'; <em class="warn">{esc(pcap["not_kept"])} not kept: over the size cap</em>'
+    return _link(href, name) + note + ")" + ("" if exists else ' <em class="warn">(not found)</em>')
+
+
 def _case_details(case: dict, run_dir: Path, interfaces: dict[int, str]) -> str:
     verdict = case["verdict"]
     family = case.get("family")
@@ -251,6 +267,7 @@ def _case_details(case: dict, run_dir: Path, interfaces: dict[int, str]) -> str:
         href = _safe_relative_href(evidence)
         exists = href is not None and (run_dir / evidence).is_file()
         pairs.append(("evidence", _link(href, evidence) + ("" if exists else ' <em class="warn">(not found)</em>')))
+    pairs.append(("packets", _pcap_html(case, run_dir)))
     parts = [_dl([(k, v) for k, v in pairs if v])]
     if case.get("reason"):
         parts.append(f'<h5>reason</h5><pre class="reason">{esc(case["reason"])}</pre>')
@@ -320,6 +337,11 @@ def _device_html(results: dict, device: str) -> str:
     latency = _flush_latency_html(results, device)
     if latency:
         pairs.append(("flush latency", latency))
+    place = entry.get("labgrid")
+    if isinstance(place, dict):  # reserved through a labgrid coordinator (harness/places.py)
+        pairs.append(("labgrid place", esc(f"{place.get('place')} at {place.get('coordinator')}, acquired by "
+                                           f"{place.get('acquired_by')} at {place.get('acquired_at')} "
+                                           f"after {place.get('waited_s')} s")))
     others = [c for c in results["cases"] if c.get("device") == device and not is_matrix_case(c)]
     other_items = "".join(f'<li>{_badge(c["verdict"])} <a href="{esc(_case_href(c))}">{esc(c.get("name") or c["id"])}'
                           f'</a> {_clauses_html(c)}</li>' for c in others)
@@ -383,6 +405,11 @@ def _observed_table(results: dict, devices: list[str]) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
+def _pcap_cell(case: dict) -> str:
+    href = _safe_relative_href((case.get("pcap") or {}).get("file") if isinstance(case.get("pcap"), dict) else None)
+    return f' <a class="pcap" href="{esc(href)}" title="packets (pcapng)">pcap</a>' if href else ""
+
+
 def _cases_table(results: dict) -> str:
     rows = []
     for case in results["cases"]:
@@ -391,7 +418,8 @@ def _cases_table(results: dict) -> str:
         name = case.get("name") or case["id"]
         rows.append(f'<tr id="{row_anchor(case["id"])}" data-verdict="{esc(case["verdict"])}">'
                     f'<td>{_badge(case["verdict"])}</td><td>{esc(case.get("device"))}</td>'
-                    f'<td><a href="{esc(_case_href(case))}" title="{esc(case["id"])}">{esc(name)}</a></td>'
+                    f'<td><a href="{esc(_case_href(case))}" title="{esc(case["id"])}">{esc(name)}</a>'
+                    f'{_pcap_cell(case)}</td>'
                     f"<td>{_clauses_html(case)}</td><td>{esc(status)}</td>"
                     f'<td class="num">{esc(_fmt_seconds(_device_flush(case)))}</td>'
                     f'<td class="num">{esc(_fmt_seconds(case.get("duration_s")))}</td>'

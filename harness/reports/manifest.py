@@ -83,13 +83,14 @@ def _evidence_problems(run_dir: Path) -> list[str]:
         return [f"results unreadable: {exc}"]
     problems = []
     for case in results["cases"]:
-        evidence = case.get("evidence")
-        if not evidence:
-            continue
-        if not isinstance(evidence, str) or not _safe_relative(evidence):
-            problems.append(f"evidence path outside the run: {evidence!r} (case {case['id']})")
-        elif not (run_dir / evidence).is_file():
-            problems.append(f"evidence not found: {evidence} (case {case['id']})")
+        pcap = case.get("pcap")
+        for evidence in (case.get("evidence"), pcap.get("file") if isinstance(pcap, dict) else None):
+            if not evidence:
+                continue
+            if not isinstance(evidence, str) or not _safe_relative(evidence):
+                problems.append(f"evidence path outside the run: {evidence!r} (case {case['id']})")
+            elif not (run_dir / evidence).is_file():
+                problems.append(f"evidence not found: {evidence} (case {case['id']})")
     return problems
 
 

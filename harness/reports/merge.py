@@ -109,6 +109,8 @@ def merge_runs(run_dirs: list[Path | str], out_dir: Path | str) -> Path:
         prefix = f"{SOURCES_DIR}/{name}"
         for case in results["cases"]:
             case = dict(case, evidence=_rebase_evidence(case.get("evidence"), prefix))
+            if isinstance(case.get("pcap"), dict) and case["pcap"].get("file"):
+                case["pcap"] = dict(case["pcap"], file=_rebase_evidence(case["pcap"]["file"], prefix))
             cases.append(case)
         devices += results.get("devices", [])
         errata += [dict(entry, run_id=results.get("run_id")) for entry in results.get("errata", [])]

@@ -389,12 +389,9 @@ _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 
 
-def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
-    """The interface index of `ifname` if it may carry test traffic and can; raise otherwise.
-
-    Checks through the kernel of the calling thread's network namespace (ioctl, not /sys, which
-    shows the namespace sysfs was mounted in).
-    """
+def ensure_test_link(ifname: str, allowed: Iterable[str]) -> None:
+    """Raise unless `ifname` is an inventory test link (the one rule for which interfaces the
+    harness sends test traffic on, answers on, or captures)."""
     if ifname not in allowed:
         raise LinkNotAllowed(
             f"refusing to send test traffic on interface {ifname!r}: it is not a test link of "
@@ -402,6 +399,15 @@ def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
             f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
     if not ifname or len(ifname.encode()) > 15 or "/" in ifname:
         raise UsageError(f"test link {ifname!r} is not a valid interface name")
+
+
+def check_test_link(ifname: str, allowed: Iterable[str]) -> int:
+    """The interface index of `ifname` if it may carry test traffic and can; raise otherwise.
+
+    Checks through the kernel of the calling thread's network namespace (ioctl, not /sys, which
+    shows the namespace sysfs was mounted in).
+    """
+    ensure_test_link(ifname, allowed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             ifreq = fcntl.ioctl(probe, _SIOCGIFFLAGS, struct.pack("16sH", ifname.encode(), 0))
