@@ -318,7 +318,8 @@ class DeviceUnderTest:
         read of the whole table again after them cost as much as the verification itself."""
         planted = Planted()
         t0 = time.perf_counter()
-        if not self.fingerprint.get("static_entries"):
+        # (a family the agent refused is not asked again; the other still is)
+        if any(key[0] not in self._statics_refused for link in self.links for key in link.statics):
             current = self._last_table if self._last_table_is_current() else None
             self._plant_statics(index(current if current is not None else self.table()))
         self._last_table = None  # entries are about to appear: no earlier read is current
